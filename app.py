@@ -1,0 +1,48 @@
+"""Lobby: sign in with your company's IdP (SAML 2.0), provisioned by it (SCIM 2.0)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from config import Config
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the application. Binds extensions and blueprints; touches no database."""
+    config = config or Config()
+    app = Flask(__name__, instance_path=config.INSTANCE_PATH, instance_relative_config=False)
+    app.config.from_mapping(config.as_dict())
+    if not app.logger.handlers or app.logger.level == logging.NOTSET:
+        app.logger.setLevel(logging.INFO)
+
+    from blueprints import csrf, login_manager, migrate
+    from models import db
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from blueprints import errors
+    from blueprints.admin import bp as admin_bp
+    from blueprints.auth import bp as auth_bp
+    from blueprints.saml import bp as saml_bp
+    from blueprints.scim import bp as scim_bp
+    from blueprints.security import add_security_headers
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(saml_bp)
+    app.register_blueprint(scim_bp)
+    app.register_blueprint(admin_bp)
+    errors.init_app(app)
+    app.after_request(add_security_headers)
+
+    from blueprints import cli
+    cli.init_app(app)
+    return app
+
+
+def _migrations_dir():
+    from pathlib import Path
+    return Path(__file__).resolve().parent / "migrations"

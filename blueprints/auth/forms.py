@@ -1,0 +1,31 @@
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, EqualTo, Length
+
+MIN_PASSWORD_LENGTH = 12
+
+
+class LoginForm(FlaskForm):
+    login = StringField("Email or username", validators=[DataRequired(), Length(max=320)],
+                        render_kw={"autocomplete": "username", "autofocus": True})
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+    next = HiddenField()
+
+
+class SetupForm(FlaskForm):
+    code = StringField("Set-up code", validators=[DataRequired(), Length(max=64)],
+                       description="Printed in the console where Lobby was started.",
+                       render_kw={"autocomplete": "off", "autofocus": True})
+    email = EmailField("Your email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=320)],
+                       render_kw={"autocomplete": "username"})
+    display_name = StringField("Your name", validators=[DataRequired(), Length(max=255)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1024)],
+                             description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField("Password again", validators=[DataRequired(), EqualTo("password", "The passwords differ.")],
+                            render_kw={"autocomplete": "new-password"})
+
+
+class PostForm(FlaskForm):
+    """A form with nothing but its CSRF token, for buttons that POST (logout, actions)."""

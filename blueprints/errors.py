@@ -1,0 +1,58 @@
+"""Error pages: HTML for people, JSON for API clients, never a traceback."""
+from __future__ import annotations
+
+from flask import jsonify, render_template
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from models import db
+
+from .security import wants_json
+
+MESSAGES = {
+    400: "The request could not be understood.",
+    401: "You need to sign in first.",
+    403: "You do not have permission to see this page.",
+    404: "There is nothing at this address.",
+    405: "That method is not allowed here.",
+    413: "What was sent is too large.",
+    429: "Too many attempts. Wait a little and try again.",
+    500: "Something went wrong on our side. It has been logged.",
+    503: "Lobby cannot reach its database right now. Try again in a moment.",
+}
+
+
+def _render(status: int, message: str | None = None):
+    message = message or MESSAGES.get(status, "Error")
+    if wants_json():
+        return jsonify({"status": status, "error": message}), status
+    template = f"errors/{status}.html" if status in (403, 404, 500) else "errors/generic.html"
+    return render_template(template, status=status, message=message), status
+
+
+def init_app(app):
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return _render(400, "The form expired or was not sent from Lobby. Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if error.code is None or error.code < 400:
+            return error
+        response = _render(error.code)
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            response[0].headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(error):
+        db.session.rollback()
+        app.logger.error("database unavailable: %s", error.orig.__class__.__name__ if error.orig else error)
+        return _render(503)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error):
+        db.session.rollback()
+        app.logger.exception("unhandled error")
+        return _render(500)

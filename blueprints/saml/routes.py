@@ -1,0 +1,2 @@
+"""Filled in by its own issue."""
+from . import bp  # noqa: F401
