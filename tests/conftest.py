@@ -48,7 +48,7 @@ def database_url(request, tmp_path_factory):
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'lobby-test.db'}"
     app = create_app(TestConfig(url, str(tmp_path_factory.mktemp("instance"))))
     with app.app_context():
-        flask_migrate.upgrade()
+        flask_migrate.upgrade(revision="heads")
         db.engine.dispose()
     return url
 

@@ -1,4 +1,4 @@
-"""Dashboard, and the section pages until their own modules replace them."""
+"""Admin navigation and the dashboard."""
 from __future__ import annotations
 
 from flask import render_template
@@ -8,7 +8,7 @@ from models import Group, User, db
 
 from . import bp
 
-# Navigation: (endpoint, label). Section modules replace the placeholders below.
+# Navigation: (endpoint, label); each section lives in its own module of this package.
 NAVIGATION = [
     ("admin.dashboard", "Dashboard"),
     ("admin.authentication", "Authentication"),
@@ -35,32 +35,3 @@ def dashboard():
         "groups": db.session.query(func.count(Group.id)).scalar(),
     }
     return render_template("admin/dashboard.html", counts=counts)
-
-
-def _placeholder(title: str, coming: str):
-    return render_template("admin/placeholder.html", title=title, coming=coming)
-
-
-@bp.route("/authentication")
-def authentication():
-    return _placeholder("Authentication", "SAML 2.0 single sign-on settings and the email + password switch.")
-
-
-@bp.route("/provisioning")
-def provisioning():
-    return _placeholder("Provisioning", "SCIM 2.0: the base URL, tokens and recent requests.")
-
-
-@bp.route("/users")
-def users():
-    return _placeholder("Users", "Search, filter and manage users.")
-
-
-@bp.route("/groups")
-def groups():
-    return _placeholder("Groups", "Local and IdP groups with their members.")
-
-
-@bp.route("/audit")
-def audit():
-    return _placeholder("Audit log", "Every sign-in, provisioning change and settings change.")
