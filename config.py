@@ -110,6 +110,8 @@ class Config:
 class TestConfig(Config):
     """Configuration for the test suite: an explicit database, fast hashing, no CSRF shortcuts."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, database_url: str, instance_path: str, **overrides):
         super().__init__(
             {

@@ -1,7 +1,7 @@
 """Error pages: HTML for people, JSON for API clients, never a traceback."""
 from __future__ import annotations
 
-from flask import jsonify, render_template
+from flask import jsonify, make_response, render_template
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -26,9 +26,9 @@ MESSAGES = {
 def _render(status: int, message: str | None = None):
     message = message or MESSAGES.get(status, "Error")
     if wants_json():
-        return jsonify({"status": status, "error": message}), status
+        return make_response(jsonify({"status": status, "error": message}), status)
     template = f"errors/{status}.html" if status in (403, 404, 500) else "errors/generic.html"
-    return render_template(template, status=status, message=message), status
+    return make_response(render_template(template, status=status, message=message), status)
 
 
 def init_app(app):
@@ -42,7 +42,7 @@ def init_app(app):
             return error
         response = _render(error.code)
         if error.code == 405 and getattr(error, "valid_methods", None):
-            response[0].headers["Allow"] = ", ".join(error.valid_methods)
+            response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
     @app.errorhandler(OperationalError)

@@ -20,7 +20,10 @@ class SetupForm(FlaskForm):
     email = EmailField("Your email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=320)],
                        render_kw={"autocomplete": "username"})
     display_name = StringField("Your name", validators=[DataRequired(), Length(max=255)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1024)],
+    password = PasswordField("Password", validators=[
+                                 DataRequired(),
+                                 Length(min=MIN_PASSWORD_LENGTH, max=1024,
+                                        message=f"Use at least {MIN_PASSWORD_LENGTH} characters.")],
                              description=f"At least {MIN_PASSWORD_LENGTH} characters.",
                              render_kw={"autocomplete": "new-password"})
     confirm = PasswordField("Password again", validators=[DataRequired(), EqualTo("password", "The passwords differ.")],

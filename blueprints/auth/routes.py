@@ -89,7 +89,7 @@ def setup():
         _start_session(user)
         flash("Welcome to Lobby. Next: connect your identity provider.", "success")
         return redirect(url_for("admin.dashboard"))
-    return render_template("auth/setup.html", form=form)
+    return render_template("auth/setup.html", form=form), 400 if form.errors else 200
 
 
 # --- sign in and out ---------------------------------------------------------------------

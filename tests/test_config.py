@@ -1,0 +1,58 @@
+import pytest
+
+from app import create_app
+from config import Config, ConfigError, TestConfig, normalise_database_url
+
+
+def test_production_refuses_to_start_without_secret_key_and_base_url(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        Config({"LOBBY_ENV": "production", "LOBBY_INSTANCE_PATH": str(tmp_path)})
+    message = str(error.value)
+    assert "SECRET_KEY" in message and "BASE_URL" in message
+    assert "\n" not in message
+
+
+def test_production_names_only_what_is_missing(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        Config({"LOBBY_ENV": "production", "SECRET_KEY": "x" * 40, "LOBBY_INSTANCE_PATH": str(tmp_path)})
+    assert "BASE_URL" in str(error.value) and "SECRET_KEY" not in str(error.value)
+
+
+def test_production_starts_with_both(tmp_path):
+    config = Config({"LOBBY_ENV": "production", "SECRET_KEY": "s" * 40, "BASE_URL": "https://lobby.example.com/",
+                     "LOBBY_INSTANCE_PATH": str(tmp_path)})
+    assert config.BASE_URL == "https://lobby.example.com"
+    assert config.SESSION_COOKIE_SECURE is True
+    app = create_app(config)
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_development_secret_key_is_made_once_and_kept(tmp_path):
+    first = Config({"LOBBY_INSTANCE_PATH": str(tmp_path)})
+    second = Config({"LOBBY_INSTANCE_PATH": str(tmp_path)})
+    assert len(first.SECRET_KEY) > 40
+    assert first.SECRET_KEY == second.SECRET_KEY
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    assert first.SQLALCHEMY_DATABASE_URI == f"sqlite:///{tmp_path / 'lobby.db'}"
+    assert first.SESSION_COOKIE_SECURE is False
+
+
+def test_base_url_must_be_http(tmp_path):
+    with pytest.raises(ConfigError):
+        Config({"BASE_URL": "lobby.example.com", "LOBBY_INSTANCE_PATH": str(tmp_path)})
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+])
+def test_database_urls_use_psycopg3(given, expected):
+    assert normalise_database_url(given) == expected
+
+
+def test_creating_the_app_touches_no_database(tmp_path):
+    create_app(TestConfig(f"sqlite:///{tmp_path / 'never.db'}", str(tmp_path)))
+    assert not (tmp_path / "never.db").exists()
