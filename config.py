@@ -76,6 +76,10 @@ class Config:
         database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'lobby.db'}"
         self.SQLALCHEMY_DATABASE_URI = normalise_database_url(database_url)
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
+            # How long a writer waits for SQLite's lock before giving up (then: 503, not a traceback).
+            self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] = {
+                "timeout": float(env.get("SQLITE_BUSY_TIMEOUT_SECONDS", 30))}
 
         https = self.BASE_URL.startswith("https://")
         self.SESSION_COOKIE_NAME = "lobby_session"
@@ -122,6 +126,9 @@ class TestConfig(Config):
             }
         )
         self.TESTING = True
+        busy_timeout = overrides.pop("sqlite_busy_timeout", None)
+        if busy_timeout is not None and "connect_args" in self.SQLALCHEMY_ENGINE_OPTIONS:
+            self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"]["timeout"] = busy_timeout
         # Tests create many users: a cheap hash keeps the suite fast (production keeps scrypt).
         self.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
         for key, value in overrides.items():

@@ -31,7 +31,7 @@ def new_id() -> str:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
-    """WAL, foreign keys and a busy timeout on every SQLite connection.
+    """WAL and foreign keys on every SQLite connection (the busy timeout is set by ``config.py``).
 
     The driver's own transaction handling is switched off so that ``BEGIN
     IMMEDIATE`` (below) takes the write lock up front: a deferred transaction
@@ -45,7 +45,6 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

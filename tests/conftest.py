@@ -176,3 +176,13 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+@pytest.fixture
+def live_server(database_url, tmp_path, make_app):
+    """Lobby under gunicorn (two workers) on the test database; rows are wiped afterwards."""
+    from .live import LiveServer
+
+    make_app()  # registers the wipe of this database at teardown
+    with LiveServer(database_url, tmp_path / "live") as server:
+        yield server
