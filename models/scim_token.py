@@ -51,3 +51,14 @@ class ScimToken(db.Model):
             return None
         # The index lookup found the row by its hash; compare again without a timing signal.
         return row if hmac.compare_digest(row.token_hash, digest) else None
+
+
+class ScimRateWindow(db.Model):
+    """Requests one token made in the current minute: the rate limit shared by every process."""
+
+    __tablename__ = "scim_rate_windows"
+
+    token_id = db.Column(db.Integer, db.ForeignKey("scim_tokens.id", ondelete="CASCADE"), primary_key=True)
+    # Minutes since the epoch; the count restarts when a new minute begins.
+    minute = db.Column(db.BigInteger, nullable=False)
+    count = db.Column(db.Integer, nullable=False, default=0)

@@ -1,2 +1,333 @@
-"""Filled in by its own issue."""
-from . import bp  # noqa: F401
+"""SCIM 2.0 over HTTP: authentication, content types, errors, ETags. The work is in service.py."""
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Response, current_app, g, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.exceptions import NotFound as WerkzeugNotFound
+
+from models import ScimToken, db, settings
+from models.scim_token import TOKEN_PREFIX
+
+from . import PREFIX, bp
+from . import recorder, service
+from .errors import (Forbidden, InvalidSyntax, MethodNotAllowed, NotFound, NotImplementedFeature, PayloadTooLarge,
+                     RateLimited, ScimError, Unauthorized)
+from .schemas import SCHEMAS, resource_types, service_provider_config
+
+SCIM_JSON = "application/scim+json"
+
+
+def base_url() -> str:
+    # From configuration, never from the Host header: meta.location must not be spoofable.
+    return current_app.config["BASE_URL"] + PREFIX
+
+
+def scim_response(body, status: int = 200, headers: dict | None = None) -> Response:
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")) if body is not None else ""
+    response = Response(payload, status=status, mimetype=SCIM_JSON)
+    response.headers["Content-Type"] = f"{SCIM_JSON}; charset=utf-8"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def error_response(error: ScimError) -> Response:
+    g.scim_error = error.detail
+    headers = dict(error.headers)
+    if error.status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="Lobby SCIM"')
+    return scim_response(error.to_dict(), error.status, headers)
+
+
+# --- request pipeline ------------------------------------------------------------------
+
+@bp.before_app_request
+def unmatched_scim_urls():
+    """URLs under the SCIM base that match no route still answer in SCIM's error format."""
+    if request.url_rule is not None or not request.path.startswith(PREFIX):
+        return None
+    g.scim_started = time.perf_counter()
+    exc = request.routing_exception
+    if isinstance(exc, WerkzeugMethodNotAllowed):
+        error = MethodNotAllowed(f"{request.method} is not supported on {request.path}.",
+                                 headers={"Allow": ", ".join(sorted(exc.valid_methods or []))})
+    elif exc is not None and getattr(exc, "code", None) and exc.code >= 400 and not isinstance(exc, WerkzeugNotFound):
+        return None  # e.g. a redirect for a trailing slash; let Flask handle it
+    else:
+        error = NotFound(f"There is no SCIM endpoint at {request.path}.")
+    return error_response(error)
+
+
+@bp.before_request
+def authenticate():
+    g.scim_started = time.perf_counter()
+    g.scim_token = None
+    length = request.content_length
+    if length is not None and length > current_app.config.get("MAX_CONTENT_LENGTH", 2 * 1024 * 1024):
+        raise PayloadTooLarge(f"The body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes.")
+    header = request.headers.get("Authorization", "").strip()
+    if not header:
+        raise Unauthorized('No token: send the header "Authorization: Bearer <token>".')
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer":
+        if header.startswith(TOKEN_PREFIX) or ScimToken.authenticate(header) is not None:
+            raise Unauthorized(
+                'The Authorization header holds the token without its "Bearer " prefix: prefix it with "Bearer ". '
+                "In Okta's SCIM 2.0 Test App (Header Auth) paste \"Bearer <token>\" into API Token.")
+        raise Unauthorized(f'Lobby takes a bearer token: "Authorization: Bearer <token>", not {scheme!r}.')
+    token = ScimToken.authenticate(credential.strip())
+    if token is None:
+        raise Unauthorized("The token is not valid (mistyped, or revoked). Make a new one on Lobby's "
+                           "Admin > Provisioning page.")
+    g.scim_token = recorder.TokenInfo(token)
+    if not settings.get("scim", "enabled"):
+        raise Forbidden("SCIM provisioning is switched off in Lobby (Admin > Provisioning).")
+    wait = recorder.retry_after(token.id, current_app.config.get("SCIM_RATE_LIMIT_PER_MINUTE", 0))
+    if wait is not None:
+        raise RateLimited(f"Too many requests with this token; try again in {wait} seconds.",
+                          headers={"Retry-After": str(wait)})
+    return None
+
+
+@bp.after_app_request
+def keep_record(response: Response):
+    started = g.pop("scim_started", None)
+    if started is None or not request.path.startswith(PREFIX):
+        return response
+    error = g.pop("scim_error", None)
+    if response.status_code >= 400 and error is None:
+        error = f"HTTP {response.status_code}"
+    try:
+        recorder.record(
+            token=g.get("scim_token"), method=request.method, path=request.full_path.rstrip("?"),
+            status=response.status_code, duration_ms=(time.perf_counter() - started) * 1000, error=error,
+            request_body=request.get_data(cache=True) if request.method in ("POST", "PUT", "PATCH") else None,
+            response_body=response.get_data() if not response.direct_passthrough else None,
+        )
+    except Exception:  # the log must never turn a served request into an error
+        db.session.rollback()
+        current_app.logger.exception("could not write the SCIM request log")
+    return response
+
+
+@bp.errorhandler(ScimError)
+def scim_error(error: ScimError):
+    db.session.rollback()
+    return error_response(error)
+
+
+@bp.errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    db.session.rollback()
+    code = error.code or 500
+    if code == 413:
+        return error_response(PayloadTooLarge("The body is too large."))
+    if code == 405:
+        return error_response(MethodNotAllowed(f"{request.method} is not supported on {request.path}."))
+    if code == 404:
+        return error_response(NotFound(f"There is no SCIM endpoint at {request.path}."))
+    return error_response(ScimError(error.description or "The request failed.", status=code))
+
+
+@bp.errorhandler(Exception)
+def unexpected_error(error: Exception):
+    db.session.rollback()
+    if isinstance(error, OperationalError):
+        current_app.logger.error("SCIM: database unavailable: %s", type(error.orig).__name__)
+        return error_response(ScimError("Lobby cannot reach its database right now; try again shortly.", status=503))
+    current_app.logger.exception("SCIM: unhandled error")
+    return error_response(ScimError("Lobby hit an internal error; it has been logged.", status=500))
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def body():
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise InvalidSyntax("The request has no body; send a JSON object.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidSyntax("The body is not valid JSON.") from None
+
+
+def context() -> service.Context:
+    from blueprints.security import client_address
+    token = g.scim_token
+    return service.Context(base_url=base_url(), actor=f"scim:{token.name}", ip_address=client_address())
+
+
+def query_options() -> service.Query:
+    return service.build_query(request.args)
+
+
+def resource_response(resource: dict, version: int, status: int = 200, location: str | None = None) -> Response:
+    headers = {"ETag": service.etag(version)}
+    if location:
+        headers["Location"] = location
+    return scim_response(resource, status, headers)
+
+
+def not_modified(version: int) -> bool:
+    tags = request.headers.get("If-None-Match")
+    if not tags:
+        return False
+    current = service.etag(version)
+    values = [t.strip() for t in tags.split(",")]
+    return "*" in values or current in values or current[2:] in values
+
+
+# --- discovery -------------------------------------------------------------------------
+
+def _docs_url() -> str:
+    return current_app.config["BASE_URL"] + "/admin/provisioning"
+
+
+@bp.get("/ServiceProviderConfig")
+def get_service_provider_config():
+    return scim_response(service_provider_config(base_url(), _docs_url()))
+
+
+def _list_response(items: list[dict]) -> Response:
+    from .schemas import LIST_SCHEMA
+    return scim_response({"schemas": [LIST_SCHEMA], "totalResults": len(items), "startIndex": 1,
+                          "itemsPerPage": len(items), "Resources": items})
+
+
+@bp.get("/Schemas")
+def list_schemas():
+    return _list_response([s.to_dict(base_url()) for s in SCHEMAS.values()])
+
+
+@bp.get("/Schemas/<path:schema_id>")
+def get_schema(schema_id: str):
+    schema = SCHEMAS.get(schema_id.lower())
+    if schema is None:
+        raise NotFound(f"No schema {schema_id}.")
+    return scim_response(schema.to_dict(base_url()))
+
+
+@bp.get("/ResourceTypes")
+def list_resource_types():
+    return _list_response(resource_types(base_url()))
+
+
+@bp.get("/ResourceTypes/<name>")
+def get_resource_type(name: str):
+    match = next((r for r in resource_types(base_url()) if r["id"].lower() == name.lower()), None)
+    if match is None:
+        raise NotFound(f"No resource type {name}.")
+    return scim_response(match)
+
+
+@bp.route("/Bulk", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def bulk():
+    raise NotImplementedFeature("Lobby does not support /Bulk (ServiceProviderConfig says bulk.supported: false).")
+
+
+@bp.route("/Me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def me():
+    raise NotImplementedFeature("Lobby does not support /Me: a SCIM token belongs to an IdP, not a user.")
+
+
+# --- Users -----------------------------------------------------------------------------
+
+@bp.get("/Users")
+def list_users():
+    return scim_response(service.list_users(query_options(), context()))
+
+
+@bp.post("/Users/.search")
+def search_users():
+    raise NotImplementedFeature("Lobby does not support POST .search; use GET /Users?filter=...")
+
+
+@bp.post("/Users")
+def create_user():
+    options = query_options()
+    user = service.create_user(body(), context())
+    return resource_response(service.render_user(user, context(), options), user.version, 201,
+                             f"{base_url()}/Users/{user.id}")
+
+
+@bp.get("/Users/<user_id>")
+def get_user(user_id: str):
+    options = query_options()
+    user = service.get_user(user_id)
+    if not_modified(user.version):
+        return Response(status=304, headers={"ETag": service.etag(user.version)})
+    return resource_response(service.render_user(user, context(), options), user.version)
+
+
+@bp.put("/Users/<user_id>")
+def replace_user(user_id: str):
+    options = query_options()
+    user = service.replace_user(user_id, body(), context(), request.headers.get("If-Match"))
+    return resource_response(service.render_user(user, context(), options), user.version)
+
+
+@bp.patch("/Users/<user_id>")
+def patch_user(user_id: str):
+    options = query_options()
+    user = service.patch_user(user_id, body(), context(), request.headers.get("If-Match"))
+    return resource_response(service.render_user(user, context(), options), user.version)
+
+
+@bp.delete("/Users/<user_id>")
+def delete_user(user_id: str):
+    service.delete_user(user_id, context(), request.headers.get("If-Match"))
+    return Response(status=204)
+
+
+# --- Groups ----------------------------------------------------------------------------
+
+@bp.get("/Groups")
+def list_groups():
+    return scim_response(service.list_groups(query_options(), context()))
+
+
+@bp.post("/Groups/.search")
+def search_groups():
+    raise NotImplementedFeature("Lobby does not support POST .search; use GET /Groups?filter=...")
+
+
+@bp.post("/Groups")
+def create_group():
+    options = query_options()
+    # An adopted local group is new to the IdP: 201 as for a created one.
+    group, _created = service.create_group(body(), context())
+    return resource_response(service.render_group(group, context(), options), group.version,
+                             201, f"{base_url()}/Groups/{group.id}")
+
+
+@bp.get("/Groups/<group_id>")
+def get_group(group_id: str):
+    options = query_options()
+    group = service.get_group(group_id)
+    if not_modified(group.version):
+        return Response(status=304, headers={"ETag": service.etag(group.version)})
+    return resource_response(service.render_group(group, context(), options), group.version)
+
+
+@bp.put("/Groups/<group_id>")
+def replace_group(group_id: str):
+    options = query_options()
+    group = service.replace_group(group_id, body(), context(), request.headers.get("If-Match"))
+    return resource_response(service.render_group(group, context(), options), group.version)
+
+
+@bp.patch("/Groups/<group_id>")
+def patch_group(group_id: str):
+    options = query_options()
+    group = service.patch_group(group_id, body(), context(), request.headers.get("If-Match"))
+    return resource_response(service.render_group(group, context(), options), group.version)
+
+
+@bp.delete("/Groups/<group_id>")
+def delete_group(group_id: str):
+    service.delete_group(group_id, context(), request.headers.get("If-Match"))
+    return Response(status=204)

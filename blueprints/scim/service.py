@@ -1,0 +1,1089 @@
+"""SCIM Users and Groups on Lobby's models: plain values in, plain values out, ScimError raised.
+
+No Flask request in here: routes pass the base URL, the actor (``scim:<token name>``),
+the parsed query options and the body.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, exists, false, func, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+
+from models import Group, Membership, User, UserEmail, db, record_event, settings, utcnow
+from models.user import fold
+
+from . import filters as F
+from .errors import (InvalidFilter, InvalidSyntax, InvalidValue, NotFound, PreconditionFailed, TooMany,
+                     Uniqueness)
+from .resources import UNKNOWN, DocumentSchema, coerce, diff
+from .schemas import (DEFAULT_COUNT, ENTERPRISE, ENTERPRISE_SCHEMA, GROUP, GROUP_SCHEMA, MAX_COUNT,
+                      MAX_PATCH_OPERATIONS, PATCH_SCHEMA, USER, USER_SCHEMA)
+
+USER_DOC = DocumentSchema(USER, (ENTERPRISE,))
+GROUP_DOC = DocumentSchema(GROUP)
+
+# Core User attributes Lobby keeps in ``User.extra`` rather than in columns of their own.
+EXTRA_CORE = ("nickName", "profileUrl", "userType", "preferredLanguage", "locale", "timezone",
+              "phoneNumbers", "addresses")
+EXTRA_NAME = ("formatted", "middleName", "honorificPrefix", "honorificSuffix")
+EXTRA_ENTERPRISE = ("costCenter", "organization", "division")
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def iso(moment: datetime) -> str:
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
+# --- query options -----------------------------------------------------------------------
+
+@dataclass
+class Query:
+    filter: str | None = None
+    start_index: int = 1
+    count: int = DEFAULT_COUNT
+    sort_by: str | None = None
+    sort_order: str = "ascending"
+    attributes: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+
+
+def parse_int(raw, name: str, default: int) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"{name} must be an integer, got {raw!r}.") from None
+
+
+def split_list(raw) -> list[str]:
+    if not raw:
+        return []
+    return [part.strip() for part in str(raw).split(",") if part.strip()]
+
+
+def build_query(args) -> Query:
+    start = parse_int(args.get("startIndex"), "startIndex", 1)
+    count = parse_int(args.get("count"), "count", DEFAULT_COUNT)
+    order = (args.get("sortOrder") or "ascending").strip().lower()
+    if order not in ("ascending", "descending"):
+        raise InvalidValue("sortOrder must be ascending or descending.")
+    return Query(
+        filter=args.get("filter") or None,
+        start_index=max(start, 1),  # RFC 7644 §3.4.2.4: below 1 means 1
+        count=min(max(count, 0), MAX_COUNT),  # negative means 0; above the maximum means the maximum
+        sort_by=(args.get("sortBy") or None),
+        sort_order=order,
+        attributes=split_list(args.get("attributes")),
+        excluded=split_list(args.get("excludedAttributes")),
+    )
+
+
+# --- attributes / excludedAttributes -----------------------------------------------------
+
+def _selector(text: str, schema: DocumentSchema) -> tuple[str | None, str, str | None]:
+    """``urn:...:User:name.givenName`` → (schema id or None for core, "name", "givenName")."""
+    lowered = text.lower()
+    for ext in schema.extensions:
+        if lowered == ext.id.lower():
+            return ext.id, "", None
+    try:
+        ref = F.split_attr_path(text, for_filter=False)
+    except Exception:
+        return None, text, None
+    urn = ref.urn
+    if urn is not None and urn.lower() == schema.core.id.lower():
+        urn = None
+    elif urn is not None:
+        ext = schema.extension(urn)
+        urn = ext.id if ext else urn
+    elif schema.core.attr(ref.attr) is None:
+        for ext in schema.extensions:
+            if ext.attr(ref.attr):
+                urn = ext.id
+    return urn, ref.attr, ref.sub
+
+
+def _find_key(container: dict, name: str) -> str | None:
+    lowered = name.lower()
+    return next((k for k in container if k.lower() == lowered), None)
+
+
+ALWAYS = ("schemas", "id")
+
+
+def project(resource: dict, schema: DocumentSchema, attributes: list[str], excluded: list[str]) -> dict:
+    """Apply RFC 7644 §3.4.2.5 to a full resource representation."""
+    if attributes:
+        out = {key: resource[key] for key in ALWAYS if key in resource}
+        for text in attributes:
+            urn, name, sub = _selector(text, schema)
+            source = resource if urn is None else resource.get(urn)
+            if not isinstance(source, dict):
+                continue
+            target = out if urn is None else out.setdefault(urn, {})
+            if not name:
+                target.update(source)
+                continue
+            key = _find_key(source, name)
+            if key is None:
+                continue
+            if sub is None:
+                target[key] = source[key]
+            elif isinstance(source[key], dict):
+                sub_key = _find_key(source[key], sub)
+                if sub_key is not None:
+                    target.setdefault(key, {})[sub_key] = source[key][sub_key]
+            elif isinstance(source[key], list):
+                items = []
+                for item in source[key]:
+                    sub_key = _find_key(item, sub)
+                    if sub_key is not None:
+                        items.append({sub_key: item[sub_key]})
+                if items:
+                    target[key] = items
+        for ext in schema.extensions:
+            if ext.id in out and not out[ext.id]:
+                out.pop(ext.id)
+        return out
+    out = dict(resource)
+    for text in excluded:
+        urn, name, sub = _selector(text, schema)
+        if urn is None and name.lower() in ALWAYS:
+            continue
+        container = out if urn is None else out.get(urn)
+        if not isinstance(container, dict):
+            continue
+        if urn is not None:
+            container = dict(container)
+            out[urn] = container
+        if not name:
+            out.pop(urn, None)
+            continue
+        key = _find_key(container, name)
+        if key is None:
+            continue
+        if sub is None:
+            container.pop(key)
+        elif isinstance(container[key], dict):
+            inner = dict(container[key])
+            sub_key = _find_key(inner, sub)
+            if sub_key:
+                inner.pop(sub_key)
+            container[key] = inner
+        if urn is not None and not container:
+            out.pop(urn, None)
+    return out
+
+
+def wants(attribute: str, attributes: list[str], excluded: list[str]) -> bool:
+    """Will ``attribute`` (a top-level core name) appear in the response? Decides what to load."""
+    lowered = attribute.lower()
+
+    def names(items):
+        return {item.split(":")[-1].split(".")[0].lower() for item in items}
+
+    if attributes:
+        return lowered in names(attributes)
+    return lowered not in names(excluded)
+
+
+# --- SQL filters -----------------------------------------------------------------------
+
+class _Column:
+    """How one filterable attribute is stored: expression, type, case rule."""
+
+    def __init__(self, expr, kind="string", case_exact=False, folded=False):
+        self.expr, self.kind, self.case_exact, self.folded = expr, kind, case_exact, folded
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def compare_column(column: _Column, op: str, value, name: str, dialect: str):
+    expr = column.expr
+    if column.kind == "boolean":
+        if op not in ("eq", "ne") or not isinstance(value, bool):
+            raise InvalidFilter(f"{name} is a boolean: use eq or ne with true or false.")
+        matched = and_(expr.isnot(None), expr == value)
+        return matched if op == "eq" else ~matched
+    if value is None:
+        if op == "eq":
+            return or_(expr.is_(None), expr == "") if column.kind == "string" else expr.is_(None)
+        if op == "ne":
+            return and_(expr.isnot(None), expr != "") if column.kind == "string" else expr.isnot(None)
+        raise InvalidFilter(f"null can only be compared with eq or ne ({name}).")
+    if column.kind == "dateTime":
+        if op in ("co", "sw", "ew"):
+            raise InvalidFilter(f"{name} is a dateTime: {op} does not apply.")
+        value = F.parse_datetime(value, name)
+    else:
+        if isinstance(value, bool):
+            raise InvalidFilter(f"{name} is a string: compare it with a quoted string.")
+        value = str(value)
+        if column.folded:
+            value = fold(value)
+        elif not column.case_exact:
+            expr = func.lower(expr)
+            value = value.lower()
+    if op == "ne":
+        return or_(expr.is_(None), expr != value)
+    if op in ("co", "sw", "ew"):
+        escaped = _like_escape(value)
+        pattern = {"co": f"%{escaped}%", "sw": f"{escaped}%", "ew": f"%{escaped}"}[op]
+        condition = expr.like(pattern, escape="\\")
+        if column.case_exact and dialect == "sqlite":
+            # SQLite's LIKE ignores ASCII case; caseExact attributes need an exact check too.
+            condition = and_(condition, {
+                "co": func.instr(expr, value) > 0,
+                "sw": func.substr(expr, 1, len(value)) == value,
+                "ew": func.substr(expr, -len(value)) == value,
+            }[op])
+        return and_(expr.isnot(None), condition)
+    comparison = {"eq": expr == value, "gt": expr > value, "ge": expr >= value,
+                  "lt": expr < value, "le": expr <= value}[op]
+    # NOT over a NULL stays NULL in SQL; spell out "has a value" so `not (...)` matches it.
+    return and_(column.expr.isnot(None), comparison)
+
+
+def present_column(column: _Column):
+    if column.kind == "string":
+        return and_(column.expr.isnot(None), column.expr != "")
+    return column.expr.isnot(None)
+
+
+class _BaseResolver(F.Resolver):
+    schema: DocumentSchema
+
+    def __init__(self, dialect: str):
+        self.dialect = dialect
+
+    def key(self, path: F.AttrRef) -> str:
+        resolved = self.schema.resolve(path.urn, path.attr) if path.attr.lower() not in (
+            "id", "externalid", "meta") else None
+        if path.urn is not None and resolved is None and path.urn.lower() != self.schema.core.id.lower():
+            raise InvalidFilter(f"Unknown schema in {path}.")
+        prefix = ""
+        if resolved is not None and resolved[0] is not self.schema.core:
+            prefix = "ext:"
+        name = resolved[1].name if resolved else path.attr
+        return (prefix + name + (f".{path.sub}" if path.sub else "")).lower()
+
+    def scalar(self, key: str) -> _Column | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def multi(self, key: str):
+        return None
+
+    def compare(self, path, op, value):
+        key = self.key(path)
+        column = self.scalar(key)
+        if column is not None:
+            return compare_column(column, op, value, str(path), self.dialect)
+        handler = self.multi(key)
+        if handler is not None:
+            return handler(lambda col: compare_column(col, op, value, str(path), self.dialect))
+        raise InvalidFilter(f"Lobby cannot filter on {path}.")
+
+    def present(self, path):
+        key = self.key(path)
+        column = self.scalar(key)
+        if column is not None:
+            return present_column(column)
+        handler = self.multi(key)
+        if handler is not None:
+            return handler(present_column)
+        raise InvalidFilter(f"Lobby cannot filter on {path}.")
+
+
+class _ItemResolver(F.Resolver):
+    """Sub-attributes inside ``emails[...]`` / ``members[...]``: columns of the child row."""
+
+    def __init__(self, parent: str, columns: dict[str, _Column], dialect: str):
+        self.parent, self.columns, self.dialect = parent, columns, dialect
+
+    def _column(self, path: F.AttrRef) -> _Column:
+        name = (path.sub or path.attr).lower()
+        column = self.columns.get(name)
+        if column is None:
+            raise InvalidFilter(f"Lobby cannot filter {self.parent} on {path}.")
+        return column
+
+    def compare(self, path, op, value):
+        return compare_column(self._column(path), op, value, f"{self.parent}.{path}", self.dialect)
+
+    def present(self, path):
+        return present_column(self._column(path))
+
+    def value_path(self, path, node):
+        raise InvalidFilter("Value filters cannot be nested.")
+
+
+def _json_string(*keys):
+    expr = User.extra[keys[0]] if len(keys) == 1 else User.extra[tuple(keys)]
+    return expr.as_string()
+
+
+class UserResolver(_BaseResolver):
+    schema = USER_DOC
+
+    def scalar(self, key):
+        columns = {
+            "id": _Column(User.id, case_exact=True),
+            "externalid": _Column(User.external_id, case_exact=True),
+            "username": _Column(User.user_name_key, folded=True),
+            "displayname": _Column(User.display_name),
+            "title": _Column(User.title),
+            "name.givenname": _Column(User.given_name),
+            "name.familyname": _Column(User.family_name),
+            "active": _Column(User.active, "boolean"),
+            "meta.created": _Column(User.created_at, "dateTime"),
+            "meta.lastmodified": _Column(User.updated_at, "dateTime"),
+            "ext:department": _Column(User.department),
+            "ext:employeenumber": _Column(User.employee_number),
+            "ext:manager.value": _Column(User.manager_id, case_exact=True),
+            "ext:manager": _Column(User.manager_id, case_exact=True),
+            "ext:manager.displayname": _Column(User.manager_display),
+        }
+        if key in columns:
+            return columns[key]
+        for name in ("nickName", "userType", "preferredLanguage", "locale", "timezone", "profileUrl"):
+            if key == name.lower():
+                return _Column(_json_string(name))
+        for name in EXTRA_NAME:
+            if key == f"name.{name.lower()}":
+                return _Column(_json_string("name", name))
+        for name in EXTRA_ENTERPRISE:
+            if key == f"ext:{name.lower()}":
+                return _Column(_json_string(ENTERPRISE_SCHEMA, name))
+        return None
+
+    def _email_columns(self):
+        return {
+            "value": _Column(UserEmail.value_key, folded=True),
+            "type": _Column(UserEmail.type),
+            "primary": _Column(UserEmail.primary, "boolean"),
+            "display": _Column(UserEmail.display),
+        }
+
+    def _group_columns(self):
+        return {
+            "value": _Column(Membership.group_id, case_exact=True),
+            "display": _Column(Group.display_name),
+        }
+
+    def _emails(self, condition):
+        return exists(select(UserEmail.id).where(UserEmail.user_id == User.id, condition))
+
+    def _groups(self, condition):
+        return exists(select(Membership.group_id).join(Group, Group.id == Membership.group_id).where(
+            Membership.user_id == User.id, idp_visible(), condition))
+
+    def multi(self, key):
+        head, _, sub = key.partition(".")
+        if head == "emails":
+            column = self._email_columns().get(sub or "value")
+            if column is not None:
+                return lambda build: self._emails(build(column))
+        if head == "groups":
+            column = self._group_columns().get(sub or "value")
+            if column is not None:
+                return lambda build: self._groups(build(column))
+        return None
+
+    def value_path(self, path, node):
+        key = self.key(path)
+        if key == "emails":
+            inner = F.compile_sql(node, _ItemResolver("emails", self._email_columns(), self.dialect))
+            return self._emails(inner)
+        if key == "groups":
+            inner = F.compile_sql(node, _ItemResolver("groups", self._group_columns(), self.dialect))
+            return self._groups(inner)
+        raise InvalidFilter(f"Lobby cannot filter on {path}[...].")
+
+
+class GroupResolver(_BaseResolver):
+    schema = GROUP_DOC
+
+    def scalar(self, key):
+        return {
+            "id": _Column(Group.id, case_exact=True),
+            "externalid": _Column(Group.external_id, case_exact=True),
+            "displayname": _Column(Group.display_name_key, folded=True),
+            "meta.created": _Column(Group.created_at, "dateTime"),
+            "meta.lastmodified": _Column(Group.updated_at, "dateTime"),
+        }.get(key)
+
+    def _member_columns(self):
+        return {
+            "value": _Column(Membership.user_id, case_exact=True),
+            "display": _Column(User.display_name),
+        }
+
+    def _members(self, condition):
+        return exists(select(Membership.user_id).join(User, User.id == Membership.user_id).where(
+            Membership.group_id == Group.id, condition))
+
+    def multi(self, key):
+        head, _, sub = key.partition(".")
+        if head == "members":
+            column = self._member_columns().get(sub or "value")
+            if column is not None:
+                return lambda build: self._members(build(column))
+        return None
+
+    def value_path(self, path, node):
+        if self.key(path) == "members":
+            return self._members(F.compile_sql(node, _ItemResolver("members", self._member_columns(), self.dialect)))
+        raise InvalidFilter(f"Lobby cannot filter on {path}[...].")
+
+
+def compile_filter(text: str, resolver: _BaseResolver):
+    return F.compile_sql(F.parse_filter(text), resolver)
+
+
+def _sort_expression(sort_by: str, resolver: _BaseResolver):
+    try:
+        ref = F.split_attr_path(sort_by)
+    except InvalidFilter:
+        raise InvalidValue(f"sortBy {sort_by!r} is not an attribute path.") from None
+    key = resolver.key(ref)
+    if isinstance(resolver, UserResolver) and key in ("emails", "emails.value"):
+        # Multi-valued: sort by the primary value (RFC 7644 §3.4.2.3).
+        return (select(UserEmail.value_key).where(UserEmail.user_id == User.id)
+                .order_by(UserEmail.primary.desc(), UserEmail.position).limit(1).scalar_subquery())
+    column = resolver.scalar(key)
+    if column is None:
+        raise InvalidValue(f"Lobby cannot sort by {sort_by}.")
+    if column.kind == "string" and not column.case_exact and not column.folded:
+        return func.lower(column.expr)
+    return column.expr
+
+
+def dialect_name() -> str:
+    return db.session.get_bind().dialect.name
+
+
+# --- context --------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    base_url: str  # https://lobby.example/api/scim/v2
+    actor: str  # scim:<token name>
+    ip_address: str | None = None
+
+    def audit(self, action: str, target: str, details: dict, outcome: str = "success", reason=None):
+        record_event(action, actor=self.actor, target=target, details=details, outcome=outcome,
+                     reason=reason, ip_address=self.ip_address)
+
+
+def check_if_match(if_match: str | None, version: int) -> None:
+    if not if_match:
+        return
+    tags = [t.strip() for t in if_match.split(",")]
+    current = etag(version)
+    if "*" in tags:
+        return
+    strong = current[2:]  # clients may send the tag without W/
+    if current not in tags and strong not in tags:
+        raise PreconditionFailed(f"If-Match {if_match} does not match the current version {current}.",
+                                 scim_type=None)
+
+
+# --- users ------------------------------------------------------------------------------
+
+def user_document(user: User) -> dict:
+    extra = user.extra or {}
+    doc: dict = {"userName": user.user_name}
+    if user.external_id:
+        doc["externalId"] = user.external_id
+    name = {k: extra["name"][k] for k in EXTRA_NAME if isinstance(extra.get("name"), dict) and extra["name"].get(k)}
+    if user.given_name:
+        name["givenName"] = user.given_name
+    if user.family_name:
+        name["familyName"] = user.family_name
+    if name:
+        doc["name"] = name
+    for attr, value in (("displayName", user.display_name), ("title", user.title)):
+        if value:
+            doc[attr] = value
+    for attr in EXTRA_CORE:
+        if extra.get(attr) not in (None, "", []):
+            doc[attr] = extra[attr]
+    doc["active"] = bool(user.active)
+    emails = []
+    for email in user.emails:
+        item = {"value": email.value}
+        if email.type:
+            item["type"] = email.type
+        if email.display:
+            item["display"] = email.display
+        if email.primary:
+            item["primary"] = True
+        emails.append(item)
+    if emails:
+        doc["emails"] = emails
+    enterprise = {k: v for k, v in (extra.get(ENTERPRISE_SCHEMA) or {}).items() if k in EXTRA_ENTERPRISE and v}
+    if user.department:
+        enterprise["department"] = user.department
+    if user.employee_number:
+        enterprise["employeeNumber"] = user.employee_number
+    if user.manager_id:
+        enterprise["manager"] = {"value": user.manager_id}
+    if enterprise:
+        doc[ENTERPRISE_SCHEMA] = enterprise
+    if extra.get(UNKNOWN):
+        doc[UNKNOWN] = extra[UNKNOWN]
+    return doc
+
+
+def _write_user(user: User, doc: dict, *, keep_active_if_absent: bool) -> None:
+    """Write a whole document onto the user (PUT semantics; PATCH produces a whole document)."""
+    user.user_name = doc["userName"]
+    user.external_id = doc.get("externalId")
+    name = doc.get("name") or {}
+    user.given_name = name.get("givenName")
+    user.family_name = name.get("familyName")
+    display = doc.get("displayName")
+    if not display:
+        # The guide's Okta expression: displayName, else "first last".
+        display = " ".join(p for p in (user.given_name, user.family_name) if p) or None
+    user.display_name = display
+    user.title = doc.get("title")
+    if "active" in doc:
+        user.active = doc["active"]
+    elif not keep_active_if_absent:
+        user.active = True
+    _write_emails(user, doc.get("emails") or [])
+    enterprise = doc.get(ENTERPRISE_SCHEMA) or {}
+    user.department = enterprise.get("department")
+    user.employee_number = enterprise.get("employeeNumber")
+    manager = enterprise.get("manager") or {}
+    manager_id = manager.get("value") or None
+    if manager_id != user.manager_id or (manager_id and not user.manager_display):
+        user.manager_id = manager_id
+        user.manager_display = _display_of(manager_id)
+    extra = {}
+    for attr in EXTRA_CORE:
+        if doc.get(attr) not in (None, "", []):
+            extra[attr] = doc[attr]
+    name_extra = {k: name[k] for k in EXTRA_NAME if name.get(k)}
+    if name_extra:
+        extra["name"] = name_extra
+    enterprise_extra = {k: enterprise[k] for k in EXTRA_ENTERPRISE if enterprise.get(k)}
+    if enterprise_extra:
+        extra[ENTERPRISE_SCHEMA] = enterprise_extra
+    if doc.get(UNKNOWN):
+        extra[UNKNOWN] = doc[UNKNOWN]
+    if extra != (user.extra or {}):
+        user.extra = extra
+
+
+def _display_of(user_id: str | None) -> str | None:
+    if not user_id:
+        return None
+    row = db.session.execute(select(User.display_name, User.given_name, User.family_name, User.user_name)
+                             .where(User.id == user_id)).first()
+    if row is None:
+        return None
+    return row.display_name or " ".join(p for p in (row.given_name, row.family_name) if p) or row.user_name
+
+
+def _write_emails(user: User, items: list[dict]) -> None:
+    wanted = [(i.get("value"), i.get("type"), i.get("display"), bool(i.get("primary"))) for i in items
+              if i.get("value")]
+    current = [(e.value, e.type, e.display, bool(e.primary)) for e in user.emails]
+    if wanted == current:
+        return
+    user.emails = [UserEmail(value=v, type=t, display=d, primary=p, position=n)
+                   for n, (v, t, d, p) in enumerate(wanted)]
+
+
+def user_resource(user: User, ctx: Context, groups: list[dict] | None) -> dict:
+    doc = user_document(user)
+    doc.pop(UNKNOWN, None)
+    enterprise = doc.get(ENTERPRISE_SCHEMA)
+    if enterprise and "manager" in enterprise:
+        manager = {"value": user.manager_id, "$ref": f"{ctx.base_url}/Users/{user.manager_id}"}
+        if user.manager_display:
+            manager["displayName"] = user.manager_display
+        enterprise["manager"] = manager
+    resource = {"schemas": [USER_SCHEMA] + ([ENTERPRISE_SCHEMA] if enterprise else []), "id": user.id}
+    resource.update(doc)
+    if groups:
+        resource["groups"] = groups
+    resource["meta"] = {
+        "resourceType": "User",
+        "created": iso(user.created_at),
+        "lastModified": iso(user.updated_at),
+        "location": f"{ctx.base_url}/Users/{user.id}",
+        "version": etag(user.version),
+    }
+    return resource
+
+
+def idp_visible():
+    """Groups the IdP may see: those it created and local ones an admin let it adopt."""
+    return or_(Group.source == "scim", Group.adopted_by_idp == true())
+
+
+def groups_of(user_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
+    if not user_ids:
+        return {}
+    rows = db.session.execute(
+        select(Membership.user_id, Group.id, Group.display_name).join(Group, Group.id == Membership.group_id)
+        .where(Membership.user_id.in_(user_ids), idp_visible()).order_by(Group.display_name_key)
+    ).all()
+    out: dict[str, list[dict]] = {}
+    for user_id, group_id, display in rows:
+        out.setdefault(user_id, []).append(
+            {"value": group_id, "$ref": f"{ctx.base_url}/Groups/{group_id}", "display": display, "type": "direct"})
+    return out
+
+
+def get_user(user_id: str) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.")
+    return user
+
+
+def render_user(user: User, ctx: Context, query: Query) -> dict:
+    groups = groups_of([user.id], ctx).get(user.id) if wants("groups", query.attributes, query.excluded) else None
+    return project(user_resource(user, ctx, groups), USER_DOC, query.attributes, query.excluded)
+
+
+def _check_user_name_free(user_name: str, user_id: str | None) -> None:
+    clash = db.session.execute(select(User.id).where(User.user_name_key == fold(user_name))).scalar()
+    if clash is not None and clash != user_id:
+        raise Uniqueness(f"userName {user_name!r} is already taken by another user (id {clash}).")
+
+
+def _commit_unique(what: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Uniqueness(f"{what} is already taken (another request took it at the same moment).") from None
+
+
+def create_user(payload, ctx: Context) -> User:
+    doc = USER_DOC.normalise(payload)
+    _check_user_name_free(doc["userName"], None)
+    user = User(source="scim", extra={})
+    _write_user(user, doc, keep_active_if_absent=False)
+    db.session.add(user)
+    db.session.flush()
+    ctx.audit("scim.user.create", user.user_name, {"id": user.id, "diff": diff({}, _audit_doc(doc))})
+    _commit_unique(f"userName {doc['userName']!r}")
+    return user
+
+
+def _audit_doc(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != UNKNOWN}
+
+
+def _save_user_change(user: User, before: dict, after: dict, action: str, ctx: Context) -> None:
+    was_active = bool(user.active)
+    _write_user(user, after, keep_active_if_absent=True)
+    changes = diff(_audit_doc(before), _audit_doc(user_document(user)))
+    if changes or before.get(UNKNOWN) != after.get(UNKNOWN):
+        user.touch()
+    if was_active and not user.active:
+        # Deactivation takes effect now: every session of this user ends.
+        user.end_sessions()
+        ctx.audit("scim.user.deactivate", user.user_name, {"id": user.id})
+    elif not was_active and user.active:
+        ctx.audit("scim.user.reactivate", user.user_name, {"id": user.id})
+    ctx.audit(action, user.user_name, {"id": user.id, "diff": changes})
+    _commit_unique(f"userName {after.get('userName')!r}")
+    db.session.refresh(user)
+
+
+def _lock_user(user_id: str) -> User:
+    user = db.session.execute(select(User).where(User.id == user_id).with_for_update()).scalar()
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.")
+    return user
+
+
+def replace_user(user_id: str, payload, ctx: Context, if_match: str | None) -> User:
+    user = _lock_user(user_id)
+    check_if_match(if_match, user.version)
+    doc = USER_DOC.normalise(payload)
+    _check_user_name_free(doc["userName"], user.id)
+    before = user_document(user)
+    _save_user_change(user, before, doc, "scim.user.replace", ctx)
+    return user
+
+
+def patch_operations(payload) -> list:
+    if not isinstance(payload, dict):
+        raise InvalidSyntax("The request body must be a JSON object.")
+    schemas = payload.get("schemas")
+    if schemas is not None and (not isinstance(schemas, list) or PATCH_SCHEMA.lower() not in
+                                [str(s).lower() for s in schemas]):
+        raise InvalidSyntax(f"A PATCH body lists the schema {PATCH_SCHEMA}.")
+    operations = next((v for k, v in payload.items() if k.lower() == "operations"), None)
+    if not isinstance(operations, list) or not operations:
+        raise InvalidSyntax("Operations must be a non-empty list of add, replace or remove operations.")
+    if len(operations) > MAX_PATCH_OPERATIONS:
+        raise TooMany(f"At most {MAX_PATCH_OPERATIONS} operations per PATCH.", status=400)
+    return operations
+
+
+def patch_user(user_id: str, payload, ctx: Context, if_match: str | None) -> User:
+    operations = patch_operations(payload)
+    user = _lock_user(user_id)
+    check_if_match(if_match, user.version)
+    before = user_document(user)
+    after = USER_DOC.patch(before, operations, resource_id=user.id)
+    if not after.get("userName"):
+        raise InvalidValue("userName is required; it cannot be removed.", scim_type="mutability")
+    if after["userName"] != before["userName"]:
+        _check_user_name_free(after["userName"], user.id)
+    _save_user_change(user, before, after, "scim.user.patch", ctx)
+    return user
+
+
+def delete_user(user_id: str, ctx: Context, if_match: str | None) -> None:
+    user = _lock_user(user_id)
+    check_if_match(if_match, user.version)
+    group_ids = db.session.execute(select(Membership.group_id).where(Membership.user_id == user.id)).scalars().all()
+    if group_ids:
+        _touch_groups(group_ids)
+    ctx.audit("scim.user.delete", user.user_name, {"id": user.id, "groups": len(group_ids)})
+    db.session.delete(user)
+    db.session.commit()
+
+
+def list_users(query: Query, ctx: Context) -> dict:
+    resolver = UserResolver(dialect_name())
+    condition = compile_filter(query.filter, resolver) if query.filter else true()
+    order = [User.created_at, User.id]
+    if query.sort_by:
+        expression = _sort_expression(query.sort_by, resolver)
+        order = [expression.desc() if query.sort_order == "descending" else expression.asc(), User.id]
+    return _list(select(User).where(condition).order_by(*order), select(func.count(User.id)).where(condition),
+                 query, lambda rows: _render_users(rows, ctx, query))
+
+
+def _render_users(users: list[User], ctx: Context, query: Query) -> list[dict]:
+    groups = groups_of([u.id for u in users], ctx) if wants("groups", query.attributes, query.excluded) else {}
+    return [project(user_resource(u, ctx, groups.get(u.id)), USER_DOC, query.attributes, query.excluded)
+            for u in users]
+
+
+def _list(statement, count_statement, query: Query, render) -> dict:
+    from .schemas import LIST_SCHEMA
+
+    resources: list[dict] = []
+    if query.count == 0:
+        total = db.session.execute(count_statement).scalar()
+    else:
+        rows = db.session.execute(statement.offset(query.start_index - 1).limit(query.count)).scalars().all()
+        if query.start_index == 1 and len(rows) < query.count:
+            total = len(rows)  # the page holds everything: no second query
+        else:
+            total = db.session.execute(count_statement).scalar()
+        resources = render(rows)
+    return {"schemas": [LIST_SCHEMA], "totalResults": total, "startIndex": query.start_index,
+            "itemsPerPage": len(resources), "Resources": resources}
+
+
+# --- groups -----------------------------------------------------------------------------
+
+def group_document(group: Group) -> dict:
+    doc = {"displayName": group.display_name}
+    if group.external_id:
+        doc["externalId"] = group.external_id
+    return doc
+
+
+def members_of(group_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
+    if not group_ids:
+        return {}
+    rows = db.session.execute(
+        select(Membership.group_id, User.id, User.display_name, User.given_name, User.family_name, User.user_name)
+        .join(User, User.id == Membership.user_id).where(Membership.group_id.in_(group_ids))
+        .order_by(Membership.group_id, User.user_name_key)
+    ).all()
+    out: dict[str, list[dict]] = {gid: [] for gid in group_ids}
+    for row in rows:
+        display = row.display_name or " ".join(p for p in (row.given_name, row.family_name) if p) or row.user_name
+        out[row.group_id].append({"value": row.id, "display": display, "$ref": f"{ctx.base_url}/Users/{row.id}",
+                                  "type": "User"})
+    return out
+
+
+def group_resource(group: Group, ctx: Context, members: list[dict] | None) -> dict:
+    resource = {"schemas": [GROUP_SCHEMA], "id": group.id}
+    resource.update(group_document(group))
+    if members is not None:
+        resource["members"] = members
+    resource["meta"] = {
+        "resourceType": "Group",
+        "created": iso(group.created_at),
+        "lastModified": iso(group.updated_at),
+        "location": f"{ctx.base_url}/Groups/{group.id}",
+        "version": etag(group.version),
+    }
+    return resource
+
+
+def render_group(group: Group, ctx: Context, query: Query) -> dict:
+    members = None
+    if wants("members", query.attributes, query.excluded):
+        members = members_of([group.id], ctx)[group.id]
+    return project(group_resource(group, ctx, members), GROUP_DOC, query.attributes, query.excluded)
+
+
+def get_group(group_id: str, *, lock: bool = False) -> Group:
+    statement = select(Group).where(Group.id == group_id, idp_visible())
+    if lock:
+        statement = statement.with_for_update()
+    group = db.session.execute(statement).scalar()
+    if group is None:
+        raise NotFound(f"No group with id {group_id}.")
+    return group
+
+
+def list_groups(query: Query, ctx: Context) -> dict:
+    resolver = GroupResolver(dialect_name())
+    condition = and_(idp_visible(), compile_filter(query.filter, resolver) if query.filter else true())
+    order = [Group.created_at, Group.id]
+    if query.sort_by:
+        expression = _sort_expression(query.sort_by, resolver)
+        order = [expression.desc() if query.sort_order == "descending" else expression.asc(), Group.id]
+
+    def render(groups):
+        members = members_of([g.id for g in groups], ctx) if wants("members", query.attributes, query.excluded) else {}
+        return [project(group_resource(g, ctx, members.get(g.id) if members else None), GROUP_DOC,
+                        query.attributes, query.excluded) for g in groups]
+
+    return _list(select(Group).where(condition).order_by(*order), select(func.count(Group.id)).where(condition),
+                 query, render)
+
+
+def _member_ids(value, where: str) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    ids = []
+    for item in items:
+        if isinstance(item, dict):
+            member = next((v for k, v in item.items() if k.lower() == "value"), None)
+        else:
+            member = item
+        if not isinstance(member, str) or not member:
+            raise InvalidValue(f"{where}: each member needs a value (a user id).")
+        ids.append(member)
+    return list(dict.fromkeys(ids))
+
+
+def _existing_users(ids: list[str]) -> None:
+    if not ids:
+        return
+    found = set(db.session.execute(select(User.id).where(User.id.in_(ids))).scalars())
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InvalidValue(f"No user with id {shown}: members must be users Lobby knows.")
+
+
+def _insert_members(group_id: str, user_ids: list[str]) -> None:
+    """Add rows, never rewriting the group: a member someone else just added is left alone."""
+    if not user_ids:
+        return
+    bind = db.session.get_bind()
+    if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    now = utcnow()
+    statement = insert(Membership).values(
+        [{"group_id": group_id, "user_id": uid, "source": "scim", "created_at": now} for uid in user_ids]
+    ).on_conflict_do_nothing(index_elements=["group_id", "user_id"])
+    db.session.execute(statement)
+
+
+def _delete_members(group_id: str, user_ids: list[str] | None) -> None:
+    statement = Membership.__table__.delete().where(Membership.group_id == group_id)
+    if user_ids is not None:
+        if not user_ids:
+            return
+        statement = statement.where(Membership.user_id.in_(user_ids))
+    db.session.execute(statement)
+
+
+def _set_members(group_id: str, user_ids: list[str]) -> tuple[list[str], list[str]]:
+    current = set(db.session.execute(select(Membership.user_id).where(Membership.group_id == group_id)).scalars())
+    wanted = set(user_ids)
+    added, removed = sorted(wanted - current), sorted(current - wanted)
+    _delete_members(group_id, removed)
+    _insert_members(group_id, added)
+    return added, removed
+
+
+def _touch_groups(group_ids: list[str]) -> None:
+    db.session.execute(update(Group).where(Group.id.in_(group_ids))
+                       .values(version=Group.version + 1, updated_at=utcnow()))
+
+
+def _conflicting_group(display_name: str, group_id: str | None) -> Group | None:
+    group = db.session.execute(select(Group).where(Group.display_name_key == fold(display_name))).scalar()
+    return group if group is not None and group.id != group_id else None
+
+
+def _reject_name_clash(display_name: str, group_id: str | None) -> None:
+    clash = _conflicting_group(display_name, group_id)
+    if clash is None:
+        return
+    if clash.idp_managed:
+        raise Uniqueness(f"displayName {display_name!r} is already taken by group {clash.id}.")
+    raise Uniqueness(
+        f"displayName {display_name!r} is taken by a group an admin made in Lobby. Lobby keeps its local "
+        f"groups apart from the IdP's: rename one of them, or let the IdP adopt local groups of the same "
+        f"name (Lobby Admin > Provisioning).")
+
+
+def create_group(payload, ctx: Context) -> tuple[Group, bool]:
+    """Create a group (or adopt a local one when the admin allows); True when created."""
+    doc = GROUP_DOC.normalise(payload)
+    member_ids = _member_ids(_members_in(payload), "members") if _members_in(payload) else []
+    _existing_users(member_ids)
+    clash = _conflicting_group(doc["displayName"], None)
+    created = True
+    if clash is not None and not clash.idp_managed and settings.get("scim", "local_group_conflict") == "adopt":
+        group, created = clash, False
+        group.adopted_by_idp = True
+        group.external_id = doc.get("externalId")
+        group.touch()
+        db.session.flush()
+        added, removed = _set_members(group.id, member_ids)
+        ctx.audit("scim.group.adopt", group.display_name,
+                  {"id": group.id, "members_added": added, "members_removed": removed})
+    else:
+        _reject_name_clash(doc["displayName"], None)
+        group = Group(display_name=doc["displayName"], external_id=doc.get("externalId"), source="scim")
+        db.session.add(group)
+        db.session.flush()
+        _insert_members(group.id, member_ids)
+        ctx.audit("scim.group.create", group.display_name,
+                  {"id": group.id, "diff": diff({}, doc), "members_added": member_ids})
+    _commit_unique(f"displayName {doc['displayName']!r}")
+    db.session.refresh(group)
+    return group, created
+
+
+def _members_in(payload) -> list | None:
+    if not isinstance(payload, dict):
+        return None
+    return next((v for k, v in payload.items() if k.lower() == "members"), None)
+
+
+def replace_group(group_id: str, payload, ctx: Context, if_match: str | None) -> Group:
+    group = get_group(group_id, lock=True)
+    check_if_match(if_match, group.version)
+    doc = GROUP_DOC.normalise(payload)
+    members = _members_in(payload)
+    member_ids = _member_ids(members, "members") if members else []
+    _existing_users(member_ids)
+    before = group_document(group)
+    if fold(doc["displayName"]) != group.display_name_key:
+        _reject_name_clash(doc["displayName"], group.id)
+    group.display_name = doc["displayName"]
+    group.external_id = doc.get("externalId")
+    added, removed = _set_members(group.id, member_ids)
+    changes = diff(before, group_document(group))
+    if changes or added or removed:
+        group.touch()
+    ctx.audit("scim.group.replace", group.display_name,
+              {"id": group.id, "diff": changes, "members_added": added, "members_removed": removed})
+    _commit_unique(f"displayName {doc['displayName']!r}")
+    db.session.refresh(group)
+    return group
+
+
+def _member_filter_ids(group_id: str, node) -> list[str]:
+    resolver = GroupResolver(dialect_name())
+    condition = F.compile_sql(node, _ItemResolver("members", resolver._member_columns(), resolver.dialect))
+    return list(db.session.execute(
+        select(Membership.user_id).join(User, User.id == Membership.user_id)
+        .where(Membership.group_id == group_id, condition)).scalars())
+
+
+def patch_group(group_id: str, payload, ctx: Context, if_match: str | None) -> Group:
+    operations = patch_operations(payload)
+    group = get_group(group_id, lock=True)
+    check_if_match(if_match, group.version)
+    added: list[str] = []
+    removed: list[str] = []
+
+    def members(op: str, path: F.PatchPath, value):
+        # Members are rows of their own: each operation adds or deletes only the rows it names.
+        if path.attr.sub or path.sub:
+            raise InvalidValue("members are changed whole: add or remove {\"value\": \"<user id>\"}.",
+                               scim_type="invalidPath")
+        if op == "remove":
+            if path.value_filter is not None:
+                ids = _member_filter_ids(group.id, path.value_filter)
+                if value is not None:
+                    ids = [i for i in ids if i in set(_member_ids(value, "members"))]
+            elif value is not None:
+                ids = _member_ids(value, "members")  # Entra: remove with a list of values
+            else:
+                ids = None  # remove all members
+            if ids is None:
+                gone = list(db.session.execute(select(Membership.user_id)
+                                               .where(Membership.group_id == group.id)).scalars())
+                _delete_members(group.id, None)
+                removed.extend(gone)
+            else:
+                _delete_members(group.id, ids)
+                removed.extend(ids)
+            return
+        if path.value_filter is not None:
+            raise InvalidValue("Add or replace members without a filter: path \"members\".", scim_type="invalidPath")
+        ids = _member_ids(value, "members") if value not in (None, []) else []
+        _existing_users(ids)
+        if op == "add":
+            _insert_members(group.id, ids)
+            added.extend(ids)
+        else:
+            plus, minus = _set_members(group.id, ids)
+            added.extend(plus)
+            removed.extend(minus)
+
+    before = group_document(group)
+    after = GROUP_DOC.patch(before, operations, resource_id=group.id, special={"members": members})
+    if not after.get("displayName"):
+        raise InvalidValue("displayName is required; it cannot be removed.", scim_type="mutability")
+    if fold(after["displayName"]) != group.display_name_key:
+        _reject_name_clash(after["displayName"], group.id)
+    group.display_name = after["displayName"]
+    group.external_id = after.get("externalId")
+    changes = diff(before, group_document(group))
+    if changes or added or removed:
+        group.touch()
+    details = {"id": group.id, "diff": changes}
+    if added:
+        details["members_added"] = added
+    if removed:
+        details["members_removed"] = removed
+    ctx.audit("scim.group.patch", group.display_name, details)
+    _commit_unique(f"displayName {after['displayName']!r}")
+    db.session.refresh(group)
+    return group
+
+
+def delete_group(group_id: str, ctx: Context, if_match: str | None) -> None:
+    group = get_group(group_id, lock=True)
+    check_if_match(if_match, group.version)
+    ctx.audit("scim.group.delete", group.display_name, {"id": group.id, "adopted": group.adopted_by_idp})
+    db.session.delete(group)
+    db.session.commit()
