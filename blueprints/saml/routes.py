@@ -1,2 +1,129 @@
-"""Filled in by its own issue."""
-from . import bp  # noqa: F401
+"""HTTP glue for SAML sign-in: SP metadata, SP-initiated start, the ACS, the failure page.
+
+The protocol lives in service.py; here are only requests, redirects and pages.
+"""
+from __future__ import annotations
+
+import re
+
+from flask import Response, current_app, redirect, render_template, request, session, url_for
+
+from blueprints import csrf
+from blueprints.security import client_address, safe_next_path
+from models import db
+from models.audit import new_reference
+
+from . import bp
+from .service import (ACS_PATH, ENTITY_PATH, LOGIN_PATH, MAX_RESPONSE_BYTES, Capture, RestartLogin, SamlError,
+                      ServiceProvider, consume_response, load_provider, record_rejection, record_restart,
+                      sp_metadata_xml, start_login)
+
+FAILED_PATH = "/internal-api/auth/integrations/saml2/failed"
+_REFERENCE_RE = re.compile(r"^[A-Z0-9]{8}$")
+FAILURE_KINDS = ("error", "deactivated", "no_account", "not_configured")
+
+
+def service_provider() -> ServiceProvider:
+    # Always from configuration: the Host header is the client's to choose.
+    return ServiceProvider(current_app.config["BASE_URL"])
+
+
+def sso_button():
+    """The SAML button on /login, when SAML sign-in is active and configured."""
+    provider = load_provider()
+    if not provider.ready:
+        return None
+    next_path = safe_next_path(request.args.get("next"))
+    url = url_for("saml.login", next=next_path) if next_path != "/" else url_for("saml.login")
+    return {"label": provider.label, "url": url}
+
+
+@bp.get(ENTITY_PATH)
+def metadata():
+    """The SP metadata (GET on the entity ID, as the Audience URI in the guide)."""
+    return Response(sp_metadata_xml(service_provider()), mimetype="application/samlmetadata+xml",
+                    headers={"Content-Disposition": 'inline; filename="lobby-sp-metadata.xml"'})
+
+
+@bp.get(LOGIN_PATH)
+def login():
+    """SP-initiated sign-in: remember where to go afterwards, send the browser to the IdP."""
+    next_path = safe_next_path(request.args.get("next"))
+    try:
+        location = start_login(service_provider(), next_path=next_path, purpose="login")
+    except SamlError as error:
+        db.session.rollback()
+        return _failure_redirect(error.kind, None)
+    db.session.commit()
+    return redirect(location)
+
+
+@bp.post(ACS_PATH)
+@csrf.exempt  # the IdP posts here from its own origin; the signed Response is the proof
+def acs():
+    reference = new_reference()
+    provider = load_provider()
+    sp = service_provider()
+    if request.content_length is not None and request.content_length > 2 * MAX_RESPONSE_BYTES:
+        # Refused before the body is read at all.
+        return _reject(SamlError(f"The POST body is {request.content_length} bytes, larger than any sign-in",
+                                 capture=Capture()), reference, provider)
+    try:
+        outcome = consume_response(sp, request.form.get("SAMLResponse"), request.form.get("RelayState"),
+                                   reference=reference, remote_addr=client_address(), provider=provider)
+    except SamlError as error:
+        return _reject(error, reference, provider)
+
+    if isinstance(outcome, RestartLogin):
+        record_restart(outcome.capture, reference, provider)
+        try:
+            location = start_login(sp, next_path="/", purpose="login", provider=provider)
+        except SamlError as error:
+            db.session.rollback()
+            return _reject(error, reference, provider)
+        db.session.commit()
+        return redirect(location, 303)
+
+    from blueprints.auth.routes import _start_session
+    if outcome.purpose == "test":
+        # The admin who pressed "Test sign-in" keeps their session unless the IdP signed in an admin.
+        if outcome.user.is_admin:
+            _start_session(outcome.user)
+        else:
+            db.session.commit()
+        return redirect(url_for("admin.authentication", test=reference), 303)
+    _start_session(outcome.user)  # commits the whole sign-in in one transaction
+    return redirect(safe_next_path(outcome.next_path), 303)
+
+
+def _reject(error: SamlError, reference: str, provider):
+    db.session.rollback()
+    record_rejection(error, reference, provider)
+    db.session.commit()
+    current_app.logger.info("SAML sign-in refused [%s]: %s", reference, error.reason)
+    if error.capture.purpose == "test":
+        return redirect(url_for("admin.authentication", test=reference), 303)
+    return _failure_redirect(error.kind, reference)
+
+
+def _failure_redirect(kind: str, reference: str | None):
+    # A GET page after the cross-site POST: there the session cookie is sent again, so the
+    # "SSO just failed" mark that stops /login from bouncing straight back to the IdP sticks.
+    args = {"kind": kind}
+    if reference:
+        args["ref"] = reference
+    return redirect(url_for("saml.failed", **args), 303)
+
+
+@bp.get(FAILED_PATH)
+def failed():
+    kind = request.args.get("kind", "error")
+    if kind not in FAILURE_KINDS:
+        kind = "error"
+    reference = request.args.get("ref", "")
+    if not _REFERENCE_RE.match(reference):
+        reference = None
+    session["sso_failed"] = True
+    status = {"deactivated": 403, "no_account": 403, "not_configured": 503}.get(kind, 401)
+    return render_template("saml/failed.html", kind=kind, reference=reference), status
+
