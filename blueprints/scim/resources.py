@@ -135,6 +135,8 @@ class DocumentSchema:
                     raise InvalidValue(f"{key} must be an object of extension attributes.")
                 part = {}
                 for sub_key, sub_value in value.items():
+                    if sub_key.lower() == "schemas":
+                        continue
                     attr = extension.attr(sub_key)
                     if attr is None:
                         unknown.setdefault(extension.id, {})[sub_key] = sub_value
@@ -205,6 +207,8 @@ class DocumentSchema:
                 if not isinstance(value, dict):
                     raise InvalidValue(f"Operation {index}: {extension.id} takes an object.")
                 for key, sub_value in value.items():
+                    if key.lower() == "schemas":
+                        continue
                     self._patch_one(doc, op, PatchPath(split_attr_path(f"{extension.id}:{key}", for_filter=False)),
                                     sub_value, resource_id, special)
                 continue
@@ -224,6 +228,8 @@ class DocumentSchema:
             extension = self.extension(key)
             if extension is not None and isinstance(sub_value, dict):
                 for ext_key, ext_value in sub_value.items():
+                    if ext_key.lower() == "schemas":
+                        continue
                     self._patch_one(doc, op, PatchPath(split_attr_path(f"{extension.id}:{ext_key}", for_filter=False)),
                                     ext_value, resource_id, special, lenient=True)
                 continue

@@ -229,6 +229,12 @@ def bulk():
     raise NotImplementedFeature("Lobby does not support /Bulk (ServiceProviderConfig says bulk.supported: false).")
 
 
+@bp.post("/.search")
+def search_everything():
+    raise NotImplementedFeature("Lobby does not search several resource types at once; "
+                                "use GET /Users?filter=... or GET /Groups?filter=...")
+
+
 @bp.route("/Me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def me():
     raise NotImplementedFeature("Lobby does not support /Me: a SCIM token belongs to an IdP, not a user.")

@@ -113,7 +113,10 @@ USER = Schema(
         Attr("preferredLanguage"),
         Attr("locale"),
         Attr("timezone"),
-        Attr("active", "boolean", description="false ends the user's sessions and blocks sign-in."),
+        # Required: Lobby always knows whether a user may sign in, so active cannot be removed
+        # (a POST without it still creates an active user).
+        Attr("active", "boolean", required=True,
+             description="false ends the user's sessions and blocks sign-in; it cannot be removed."),
         Attr("emails", "complex", multi=True, description="Email addresses; the primary work address is used.",
              sub=(Attr("value"), Attr("display"), _typed(), _primary())),
         Attr("phoneNumbers", "complex", multi=True, sub=(
@@ -142,8 +145,11 @@ ENTERPRISE = Schema(
         Attr("department"),
         Attr("manager", "complex", description="The user's manager (a Lobby user id).", sub=(
             Attr("value", case_exact=True, description="The manager's id."),
-            Attr("$ref", "reference", mutability="readOnly", reference_types=("User",)),
-            Attr("displayName", mutability="readOnly"))),
+            Attr("$ref", "reference", reference_types=("User",),
+                 description="Lobby derives it from value; a $ref sent is not stored."),
+            # Server-computed; returned only when asked for (attributes=...manager.displayName),
+            # so a response echoes exactly what the client wrote unless it asks for more.
+            Attr("displayName", mutability="readOnly", returned="request"))),
     ),
 )
 
@@ -155,7 +161,9 @@ GROUP = Schema(
         Attr("members", "complex", multi=True, description="Users in the group.", sub=(
             Attr("value", mutability="immutable", case_exact=True, description="The member's id."),
             Attr("$ref", "reference", mutability="immutable", reference_types=("User",)),
-            Attr("display", mutability="readOnly"),
+            # The member's name, computed by Lobby: returned when asked for
+            # (attributes=members.display), so responses echo what the client wrote.
+            Attr("display", mutability="readOnly", returned="request"),
             Attr("type", mutability="immutable", canonical=("User",)))),
     ),
 )

@@ -181,6 +181,12 @@ def project(resource: dict, schema: DocumentSchema, attributes: list[str], exclu
     return out
 
 
+def requested(path: str, attributes: list[str]) -> bool:
+    """Is a ``returned: request`` sub-attribute (``members.display``) named in ``attributes``?"""
+    lowered = path.lower()
+    return any(item.split(":")[-1].lower() == lowered for item in attributes)
+
+
 def wants(attribute: str, attributes: list[str], excluded: list[str]) -> bool:
     """Will ``attribute`` (a top-level core name) appear in the response? Decides what to load."""
     lowered = attribute.lower()
@@ -524,8 +530,7 @@ def user_document(user: User) -> dict:
             item["type"] = email.type
         if email.display:
             item["display"] = email.display
-        if email.primary:
-            item["primary"] = True
+        item["primary"] = bool(email.primary)
         emails.append(item)
     if emails:
         doc["emails"] = emails
@@ -605,13 +610,13 @@ def _write_emails(user: User, items: list[dict]) -> None:
                    for n, (v, t, d, p) in enumerate(wanted)]
 
 
-def user_resource(user: User, ctx: Context, groups: list[dict] | None) -> dict:
+def user_resource(user: User, ctx: Context, groups: list[dict] | None, manager_display: bool = False) -> dict:
     doc = user_document(user)
     doc.pop(UNKNOWN, None)
     enterprise = doc.get(ENTERPRISE_SCHEMA)
     if enterprise and "manager" in enterprise:
         manager = {"value": user.manager_id, "$ref": f"{ctx.base_url}/Users/{user.manager_id}"}
-        if user.manager_display:
+        if manager_display and user.manager_display:
             manager["displayName"] = user.manager_display
         enterprise["manager"] = manager
     resource = {"schemas": [USER_SCHEMA] + ([ENTERPRISE_SCHEMA] if enterprise else []), "id": user.id}
@@ -656,7 +661,8 @@ def get_user(user_id: str) -> User:
 
 def render_user(user: User, ctx: Context, query: Query) -> dict:
     groups = groups_of([user.id], ctx).get(user.id) if wants("groups", query.attributes, query.excluded) else None
-    return project(user_resource(user, ctx, groups), USER_DOC, query.attributes, query.excluded)
+    return project(user_resource(user, ctx, groups, requested("manager.displayName", query.attributes)),
+                   USER_DOC, query.attributes, query.excluded)
 
 
 def _check_user_name_free(user_name: str, user_id: str | None) -> None:
@@ -746,6 +752,9 @@ def patch_user(user_id: str, payload, ctx: Context, if_match: str | None) -> Use
     after = USER_DOC.patch(before, operations, resource_id=user.id)
     if not after.get("userName"):
         raise InvalidValue("userName is required; it cannot be removed.", scim_type="mutability")
+    if "active" not in after:
+        raise InvalidValue("active cannot be removed; replace it with false to deactivate the user.",
+                           scim_type="mutability")
     if after["userName"] != before["userName"]:
         _check_user_name_free(after["userName"], user.id)
     _save_user_change(user, before, after, "scim.user.patch", ctx)
@@ -776,8 +785,9 @@ def list_users(query: Query, ctx: Context) -> dict:
 
 def _render_users(users: list[User], ctx: Context, query: Query) -> list[dict]:
     groups = groups_of([u.id for u in users], ctx) if wants("groups", query.attributes, query.excluded) else {}
-    return [project(user_resource(u, ctx, groups.get(u.id)), USER_DOC, query.attributes, query.excluded)
-            for u in users]
+    manager_display = requested("manager.displayName", query.attributes)
+    return [project(user_resource(u, ctx, groups.get(u.id), manager_display), USER_DOC, query.attributes,
+                    query.excluded) for u in users]
 
 
 def _list(statement, count_statement, query: Query, render) -> dict:
@@ -806,7 +816,7 @@ def group_document(group: Group) -> dict:
     return doc
 
 
-def members_of(group_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
+def members_of(group_ids: list[str], ctx: Context, display: bool = False) -> dict[str, list[dict]]:
     if not group_ids:
         return {}
     rows = db.session.execute(
@@ -816,9 +826,11 @@ def members_of(group_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
     ).all()
     out: dict[str, list[dict]] = {gid: [] for gid in group_ids}
     for row in rows:
-        display = row.display_name or " ".join(p for p in (row.given_name, row.family_name) if p) or row.user_name
-        out[row.group_id].append({"value": row.id, "display": display, "$ref": f"{ctx.base_url}/Users/{row.id}",
-                                  "type": "User"})
+        item = {"value": row.id, "$ref": f"{ctx.base_url}/Users/{row.id}", "type": "User"}
+        if display:
+            item["display"] = (row.display_name or " ".join(p for p in (row.given_name, row.family_name) if p)
+                               or row.user_name)
+        out[row.group_id].append(item)
     return out
 
 
@@ -840,7 +852,7 @@ def group_resource(group: Group, ctx: Context, members: list[dict] | None) -> di
 def render_group(group: Group, ctx: Context, query: Query) -> dict:
     members = None
     if wants("members", query.attributes, query.excluded):
-        members = members_of([group.id], ctx)[group.id]
+        members = members_of([group.id], ctx, requested("members.display", query.attributes))[group.id]
     return project(group_resource(group, ctx, members), GROUP_DOC, query.attributes, query.excluded)
 
 
@@ -863,7 +875,8 @@ def list_groups(query: Query, ctx: Context) -> dict:
         order = [expression.desc() if query.sort_order == "descending" else expression.asc(), Group.id]
 
     def render(groups):
-        members = members_of([g.id for g in groups], ctx) if wants("members", query.attributes, query.excluded) else {}
+        members = (members_of([g.id for g in groups], ctx, requested("members.display", query.attributes))
+                   if wants("members", query.attributes, query.excluded) else {})
         return [project(group_resource(g, ctx, members.get(g.id) if members else None), GROUP_DOC,
                         query.attributes, query.excluded) for g in groups]
 
