@@ -1,0 +1,262 @@
+"""SCIM filters: the parser on its own, then filters run as SQL against both databases,
+checked against a small reference evaluator over the same data (property-based)."""
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blueprints.scim import filters as F
+from blueprints.scim.errors import InvalidFilter, InvalidPath
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+def test_and_binds_tighter_than_or():
+    tree = F.parse_filter('a eq 1 or b eq 2 and c eq 3')
+    assert isinstance(tree, F.Or)
+    assert isinstance(tree.right, F.And)
+
+
+def test_not_and_parentheses():
+    tree = F.parse_filter('not (a eq 1 or b eq 2) and c pr')
+    assert isinstance(tree, F.And)
+    assert isinstance(tree.left, F.Not) and isinstance(tree.left.expr, F.Or)
+    assert tree.right == F.Present(F.AttrRef(None, "c"))
+
+
+def test_operators_and_keywords_are_case_insensitive():
+    tree = F.parse_filter('userName EQ "Bjensen" AND active Eq TRUE')
+    assert tree == F.And(F.Compare(F.AttrRef(None, "userName"), "eq", "Bjensen"),
+                         F.Compare(F.AttrRef(None, "active"), "eq", True))
+
+
+def test_values_are_json():
+    tree = F.parse_filter(r'title eq "say \"hi\" \\ \u00e9" or x eq null or y gt 1.5e2 or z eq false')
+    values = []
+    node = tree
+    while isinstance(node, F.Or):
+        values.append(node.right.value)
+        node = node.left
+    values.append(node.value)
+    assert sorted(map(repr, values)) == sorted(map(repr, ['say "hi" \\ é', None, 150.0, False]))
+
+
+def test_urn_paths_and_sub_attributes():
+    tree = F.parse_filter('urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "x"')
+    assert tree.path == F.AttrRef("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "manager", "value")
+    assert F.parse_filter('meta.lastModified gt "2011-05-13T04:42:34Z"').path == F.AttrRef(None, "meta", "lastModified")
+
+
+def test_value_path():
+    tree = F.parse_filter('emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp"]')
+    assert isinstance(tree, F.Or)
+    assert tree.left == F.ValuePath(F.AttrRef(None, "emails"), F.And(
+        F.Compare(F.AttrRef(None, "type"), "eq", "work"), F.Compare(F.AttrRef(None, "value"), "co", "@example.com")))
+
+
+@pytest.mark.parametrize("text", [
+    "", "   ", "userName", 'userName eq', 'userName regex "x"', 'userName eq "x" and', '(userName eq "x"',
+    'userName eq "x")', 'userName eq x', 'emails[type eq "work"', 'emails[type[value eq "x"] eq "y"]',
+    'userName eq "unterminated', 'not userName', "userName eq 'single'", '"x" eq userName',
+    'name.givenName.extra eq "x"', 'and eq "x"', "a" * 5000,
+])
+def test_malformed_filters_are_invalid_filter(text):
+    with pytest.raises(InvalidFilter):
+        F.parse_filter(text)
+
+
+def test_patch_paths():
+    assert F.parse_patch_path("name.givenName") == F.PatchPath(F.AttrRef(None, "name", "givenName"))
+    path = F.parse_patch_path('emails[type eq "work"].value')
+    assert path.attr == F.AttrRef(None, "emails") and path.sub == "value"
+    assert path.value_filter == F.Compare(F.AttrRef(None, "type"), "eq", "work")
+    path = F.parse_patch_path("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager")
+    assert path.attr.urn.endswith(":User") and path.attr.attr == "manager"
+    path = F.parse_patch_path('members[value eq "2819c223-7f76-453a-919d-413861904646"]')
+    assert path.value_filter.value == "2819c223-7f76-453a-919d-413861904646"
+
+
+@pytest.mark.parametrize("text", ["", 'emails[type eq "work"', 'emails[type eq "work"]x', "a.b.c", 'emails[type eq]'])
+def test_malformed_patch_paths_are_invalid_path(text):
+    with pytest.raises(InvalidPath):
+        F.parse_patch_path(text)
+
+
+# --- the same filters as SQL, over HTTP ------------------------------------------------------
+
+PEOPLE = [
+    {"userName": "Alice@Example.com", "title": "Engineer", "externalId": "ext-A", "active": True,
+     "emails": [{"value": "alice@example.com", "type": "work"}, {"value": "alice@home.org", "type": "home"}]},
+    {"userName": "bob@example.com", "title": "engineering lead", "externalId": "ext-b", "active": False,
+     "emails": [{"value": "Bob@Example.com", "type": "work"}]},
+    {"userName": "carol@sample.org", "externalId": "EXT-C", "active": True,
+     "emails": [{"value": "carol@sample.org", "type": "home"}]},
+    {"userName": "dave_100%@example.com", "title": "Designer", "active": True},
+    {"userName": "erin@example.com", "title": "", "externalId": "ext-e", "active": False,
+     "emails": [{"value": "erin@other.net", "type": "other"}]},
+]
+
+
+@pytest.fixture
+def people(scim):
+    ids = {}
+    for person in PEOPLE:
+        body = {k: v for k, v in person.items() if v != "" and k != "userName"}
+        ids[person["userName"]] = scim.create_user(person["userName"], **body)["id"]
+    return ids
+
+
+def names(scim, expression: str, resource="Users") -> set[str]:
+    response = scim.get(f"{resource}?count=1000&filter={quote(expression)}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {r["userName"] for r in response.get_json()["Resources"]}
+
+
+@pytest.mark.parametrize("expression,expected", [
+    ('userName eq "alice@example.com"', {"Alice@Example.com"}),
+    ('userName eq "ALICE@EXAMPLE.COM"', {"Alice@Example.com"}),
+    ('userName sw "ALI"', {"Alice@Example.com"}),
+    ('userName ew "@EXAMPLE.com"', {"Alice@Example.com", "bob@example.com", "dave_100%@example.com",
+                                    "erin@example.com"}),
+    ('userName co "100%"', {"dave_100%@example.com"}),  # % and _ are literal, not wildcards
+    ('userName co "_"', {"dave_100%@example.com"}),
+    ('externalId eq "ext-a"', set()),  # caseExact
+    ('externalId eq "ext-A"', {"Alice@Example.com"}),
+    ('externalId sw "ext"', {"Alice@Example.com", "bob@example.com", "erin@example.com"}),
+    ('externalId co "XT"', {"carol@sample.org"}),
+    ('title eq "engineer"', {"Alice@Example.com"}),
+    ('title co "ENGINEER"', {"Alice@Example.com", "bob@example.com"}),
+    ('title pr', {"Alice@Example.com", "bob@example.com", "dave_100%@example.com"}),
+    ('not (title pr)', {"carol@sample.org", "erin@example.com"}),
+    ('title ne "engineer"', {"bob@example.com", "carol@sample.org", "dave_100%@example.com", "erin@example.com"}),
+    ('active eq false', {"bob@example.com", "erin@example.com"}),
+    ('active eq true and title co "e"', {"Alice@Example.com", "dave_100%@example.com"}),
+    ('emails co "example.com"', {"Alice@Example.com", "bob@example.com"}),
+    ('emails.value eq "BOB@example.com"', {"bob@example.com"}),
+    ('emails[type eq "work" and value co "@example.com"]', {"Alice@Example.com", "bob@example.com"}),
+    ('emails[type eq "home" and value co "@example.com"]', set()),  # same item, not any item
+    ('emails.type eq "home" and emails.value co "@example.com"', {"Alice@Example.com"}),
+    ('emails pr', {"Alice@Example.com", "bob@example.com", "carol@sample.org", "erin@example.com"}),
+    ('userName gt "c"', {"carol@sample.org", "dave_100%@example.com", "erin@example.com"}),
+    ('userName le "bob@example.com"', {"Alice@Example.com", "bob@example.com"}),
+    ('meta.created gt "2000-01-01T00:00:00Z"', {p["userName"] for p in PEOPLE}),
+    ('meta.lastModified lt "2000-01-01T00:00:00+02:00"', set()),
+    ('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "carol@sample.org"', {"carol@sample.org"}),
+    ('userName eq "carol@sample.org" or userName eq "erin@example.com" and active eq true', {"carol@sample.org"}),
+    ('(userName eq "carol@sample.org" or userName eq "erin@example.com") and active eq false', {"erin@example.com"}),
+])
+def test_filters_run_as_sql(scim, people, expression, expected):
+    assert names(scim, expression) == expected
+
+
+@pytest.mark.parametrize("expression", [
+    'active gt true', 'active eq "yes"', 'meta.created co "2020"', 'meta.created gt "yesterday"',
+    'phoneNumbers eq "1"', 'password eq "x"', 'userName eq true', 'urn:example:unknown:attr eq "x"',
+])
+def test_unfilterable_or_mistyped_comparisons_are_400(scim, people, expression):
+    response = scim.get(f"Users?filter={quote(expression)}")
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidFilter"
+
+
+def test_enterprise_and_extra_attributes_filter(scim):
+    from .conftest import ENTERPRISE
+    scim.create_user("x@example.com", nickName="Xavi", **{ENTERPRISE: {"department": "Sales", "costCenter": "CC-1"}})
+    scim.create_user("y@example.com", **{ENTERPRISE: {"department": "sales ops"}})
+    assert names(scim, f'{ENTERPRISE}:department eq "SALES"') == {"x@example.com"}
+    assert names(scim, 'department sw "sales"') == {"x@example.com", "y@example.com"}
+    assert names(scim, f'{ENTERPRISE}:costCenter eq "cc-1"') == {"x@example.com"}
+    assert names(scim, 'nickName eq "xavi"') == {"x@example.com"}
+
+
+def test_group_filters(scim):
+    alice = scim.create_user("alice@example.com")["id"]
+    team = scim.create_group("Team Rocket", [alice], externalId="g-1")
+    scim.create_group("Other")
+
+    def group_names(expression):
+        response = scim.get(f"Groups?filter={quote(expression)}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return {g["displayName"] for g in response.get_json()["Resources"]}
+
+    assert group_names('displayName eq "team rocket"') == {"Team Rocket"}
+    assert group_names('displayName co "O"') == {"Team Rocket", "Other"}
+    assert group_names(f'members[value eq "{alice}"]') == {"Team Rocket"}
+    assert group_names(f'members eq "{alice}"') == {"Team Rocket"}
+    assert group_names('members pr') == {"Team Rocket"}
+    assert group_names('not (members pr)') == {"Other"}
+    assert group_names('externalId eq "g-1"') == {"Team Rocket"}
+    assert group_names(f'id eq "{team["id"]}"') == {"Team Rocket"}
+
+
+# --- property-based: SQL agrees with a reference evaluator ------------------------------------
+
+CI_ATTRS = ("userName", "title")
+ALL_ATTRS = ("userName", "title", "externalId", "active", "emails.value", "emails.type")
+STRING_OPS = ("eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le")
+WORDS = st.text(alphabet="abcdeABCDE@.-", min_size=0, max_size=4)
+
+
+@st.composite
+def comparisons(draw):
+    attr = draw(st.sampled_from(ALL_ATTRS))
+    if draw(st.integers(0, 9)) == 0:
+        return f"{attr} pr"
+    if attr == "active":
+        return f"active {draw(st.sampled_from(['eq', 'ne']))} {json.dumps(draw(st.booleans()))}"
+    return f"{attr} {draw(st.sampled_from(STRING_OPS))} {json.dumps(draw(WORDS))}"
+
+
+filters = st.recursive(
+    comparisons(),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        inner.map(lambda f: f"not ({f})"),
+    ),
+    max_leaves=6,
+)
+
+
+def _compare(actual, op, expected, case_exact):
+    if actual is None or actual == "":
+        return op == "ne"
+    if isinstance(expected, bool):
+        return (actual == expected) if op == "eq" else (actual != expected)
+    if not case_exact:
+        actual, expected = actual.lower(), expected.lower()
+    return {"eq": actual == expected, "ne": actual != expected, "co": expected in actual,
+            "sw": actual.startswith(expected), "ew": actual.endswith(expected), "gt": actual > expected,
+            "ge": actual >= expected, "lt": actual < expected, "le": actual <= expected}[op]
+
+
+def reference(node, person) -> bool:
+    if isinstance(node, F.And):
+        return reference(node.left, person) and reference(node.right, person)
+    if isinstance(node, F.Or):
+        return reference(node.left, person) or reference(node.right, person)
+    if isinstance(node, F.Not):
+        return not reference(node.expr, person)
+    name = node.path.attr + (f".{node.path.sub}" if node.path.sub else "")
+    if name.startswith("emails."):
+        values = [e.get(node.path.sub) for e in person.get("emails", [])]
+        if isinstance(node, F.Present):
+            return any(v not in (None, "") for v in values)
+        # ne over a multi-valued attribute: some value differs (the item must exist).
+        return any(_compare(v, node.op, node.value, False) if v not in (None, "") else node.op == "ne"
+                   for v in values)
+    value = person.get(name)
+    if isinstance(node, F.Present):
+        return value not in (None, "")
+    return _compare(value, node.op, node.value, name not in CI_ATTRS)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(expression=filters)
+def test_sql_agrees_with_reference(scim, people, expression):
+    tree = F.parse_filter(expression)
+    expected = {p["userName"] for p in PEOPLE if reference(tree, p)}
+    assert names(scim, expression) == expected, expression
