@@ -15,4 +15,4 @@ def require_admin():
     return None
 
 
-from . import audit, authentication, groups, provisioning, routes, users  # noqa: E402,F401
+from . import audit, authentication, flight, groups, provisioning, routes, users  # noqa: E402,F401

@@ -1,12 +1,12 @@
-"""Admin navigation and the dashboard."""
+"""Admin navigation, the dashboard, and the template filters the admin pages share."""
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
 from flask import render_template
-from sqlalchemy import func
 
-from models import Group, User, db
-
-from . import bp
+from . import bp, health
 
 # Navigation: (endpoint, label); each section lives in its own module of this package.
 NAVIGATION = [
@@ -16,6 +16,7 @@ NAVIGATION = [
     ("admin.users", "Users"),
     ("admin.groups", "Groups"),
     ("admin.audit", "Audit log"),
+    ("admin.flight", "Flight recorder"),
 ]
 
 
@@ -24,14 +25,24 @@ def inject_navigation():
     return {"admin_navigation": NAVIGATION}
 
 
+@bp.app_template_filter("when")
+def format_when(value: datetime | None) -> str:
+    """Stored times are naive UTC; say so, to the minute."""
+    if value is None:
+        return "—"
+    return value.strftime("%d %b %Y, %H:%M UTC")
+
+
+@bp.app_template_filter("pretty_json")
+def format_json(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@bp.app_template_filter("skew")
+def format_skew(seconds: float | None) -> str:
+    return "—" if seconds is None else health.describe_skew(seconds)
+
+
 @bp.route("/")
 def dashboard():
-    users_by_state = dict(db.session.query(User.active, func.count()).group_by(User.active).all())
-    users_by_source = dict(db.session.query(User.source, func.count()).group_by(User.source).all())
-    counts = {
-        "active_users": users_by_state.get(True, 0),
-        "inactive_users": users_by_state.get(False, 0),
-        "users_by_source": users_by_source,
-        "groups": db.session.query(func.count(Group.id)).scalar(),
-    }
-    return render_template("admin/dashboard.html", counts=counts)
+    return render_template("admin/dashboard.html", **health.dashboard())
