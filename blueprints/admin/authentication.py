@@ -6,7 +6,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import BooleanField, IntegerField, RadioField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from blueprints.auth.forms import PostForm
@@ -30,7 +30,7 @@ MAX_UPLOAD_BYTES = 1024 * 1024
 
 class SamlProviderForm(FlaskForm):
     active = BooleanField("Activate the SAML2 SSO")
-    method = RadioField("Configuration method", choices=list(METHODS.items()), default="metadata_file",
+    method = RadioField("Configuration method", choices=[SelectChoice(value, label) for value, label in METHODS.items()], default="metadata_file",
                         validators=[InputRequired()])
     metadata_file = FileField("Metadata XML file",
                               description="Okta: paste the box \"Provide the following IDP metadata to your SP "

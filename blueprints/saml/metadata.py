@@ -107,7 +107,9 @@ def split_pem_certificates(text: str) -> list[str]:
 
 
 def _name(name: x509.Name) -> str:
-    return name.rfc4514_string() or "(empty)"
+    # In the order the certificate lists them (CN first, as admins see it in their IdP).
+    parts = [f"{attribute.rfc4514_attribute_name}={attribute.value}" for attribute in name]
+    return ", ".join(parts) or "(empty)"
 
 
 def describe_certificate(pem: str, now: datetime | None = None) -> CertificateInfo:
