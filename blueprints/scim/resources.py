@@ -162,7 +162,8 @@ class DocumentSchema:
                 _check_primary(attr, coerced)
             doc[attr.name] = coerced
         for attr in self.core.attributes:
-            if attr.required and attr.name not in doc:
+            if attr.required and attr.name not in doc and attr.type != "boolean":
+                # A missing boolean takes its default (active: true) rather than failing the request.
                 raise InvalidValue(f"{attr.name} is required.")
         if unknown:
             doc[UNKNOWN] = unknown

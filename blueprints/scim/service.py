@@ -140,13 +140,15 @@ def project(resource: dict, schema: DocumentSchema, attributes: list[str], exclu
                 if sub_key is not None:
                     target.setdefault(key, {})[sub_key] = source[key][sub_key]
             elif isinstance(source[key], list):
-                items = []
-                for item in source[key]:
+                if target.get(key) is source[key]:
+                    continue  # the whole attribute is already selected
+                chosen = target.get(key) or [{} for _ in source[key]]
+                for item, picked in zip(source[key], chosen):
                     sub_key = _find_key(item, sub)
                     if sub_key is not None:
-                        items.append({sub_key: item[sub_key]})
-                if items:
-                    target[key] = items
+                        picked[sub_key] = item[sub_key]
+                if any(chosen):
+                    target[key] = chosen
         for ext in schema.extensions:
             if ext.id in out and not out[ext.id]:
                 out.pop(ext.id)

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
+
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from models import ScimToken, db
 
@@ -75,3 +78,26 @@ def scim_token(app):
 @pytest.fixture
 def scim(client, scim_token):
     return ScimClient(client, scim_token)
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):  # hundreds of requests: keep the report readable
+        pass
+
+
+@pytest.fixture
+def live_lobby(make_app):
+    """Lobby served over real HTTP on 127.0.0.1 (a random port), threaded; yields (app, base URL)."""
+    holder = {}
+    server = make_server("127.0.0.1", 0, lambda environ, start: holder["app"](environ, start), threaded=True,
+                         request_handler=QuietHandler)
+    base = f"http://127.0.0.1:{server.server_port}"
+    app = make_app(BASE_URL=base)
+    holder["app"] = app.wsgi_app
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield app, base
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -6,14 +6,11 @@ CRITICAL fails this test; the full report is printed so a failure says which che
 """
 from __future__ import annotations
 
-import threading
 from urllib.parse import urljoin
 
-import pytest
 import requests
 from scim2_client import BaseSyncSCIMClient
 from scim2_tester import Status, check_server
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .conftest import issue_token
 
@@ -38,28 +35,6 @@ class RequestsSCIMClient(BaseSyncSCIMClient):
             kwargs.setdefault("headers", {})
             kwargs["headers"] = {**kwargs["headers"], "Content-Type": "application/scim+json"}
         return self.session.request(method, self._url(url), timeout=30, **kwargs)
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):  # hundreds of requests: keep the report readable
-        pass
-
-
-@pytest.fixture
-def live_lobby(make_app):
-    holder = {}
-    server = make_server("127.0.0.1", 0, lambda environ, start: holder["app"](environ, start), threaded=True,
-                         request_handler=QuietHandler)
-    base = f"http://127.0.0.1:{server.server_port}"
-    app = make_app(BASE_URL=base)
-    holder["app"] = app.wsgi_app
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app, base
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 def test_scim2_tester_finds_no_errors(live_lobby):
