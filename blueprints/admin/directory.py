@@ -6,9 +6,13 @@ change, and adds its audit event to the same transaction. The caller commits.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 
-from models import AuditEvent, Group, Identity, Membership, User, db, record_event, settings
+from models import AuditEvent, Group, Identity, Membership, ScimRequestLog, User, db, record_event, settings
 from models.user import fold
 
 # The attributes an admin may edit on a user the IdP does not own.
@@ -269,30 +273,75 @@ def remove_member(group: Group, user_id: str) -> User:
 
 # --- local groups whose names collide with the IdP's ------------------------------------------
 
-# The SCIM API writes this event (target = the group name it was pushed with) when it
+# An audit event the SCIM API may write (target = the group name it was pushed with) when it
 # answers 409 because a local group already has that name.
 CONFLICT_ACTION = "scim.group.conflict"
+CONFLICT_SCAN = 500
 
 
-def conflicting_names() -> dict[str, AuditEvent]:
-    """Folded group name -> the latest conflict the IdP ran into with that name."""
-    latest: dict[str, AuditEvent] = {}
+@dataclass
+class Conflict:
+    """The identity provider tried to push a group whose name a local group has, and was refused."""
+    name: str
+    when: datetime
+    actor: str | None
+
+
+def _pushed_group_name(body: str | None) -> str | None:
+    """The displayName a refused SCIM POST, PUT or PATCH of a group carried."""
+    try:
+        doc = json.loads(body or "")
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if isinstance(doc.get("displayName"), str):
+        return doc["displayName"]
+    for operation in doc.get("Operations") or []:
+        if not isinstance(operation, dict):
+            continue
+        value = operation.get("value")
+        if str(operation.get("path", "")).lower() == "displayname" and isinstance(value, str):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("displayName"), str):
+            return value["displayName"]
+    return None
+
+
+def conflicting_names() -> dict[str, Conflict]:
+    """Folded group name -> the latest refused push of a group with that name.
+
+    Read from the audit log (CONFLICT_ACTION) and from the SCIM flight
+    recorder's 409 answers to group requests, so the warning shows whichever
+    the SCIM side records.
+    """
+    found: dict[str, Conflict] = {}
+
+    def keep(name: str, when: datetime, actor: str | None) -> None:
+        key = fold(name)
+        if key not in found or found[key].when < when:
+            found[key] = Conflict(name=name, when=when, actor=actor)
+
     events = (AuditEvent.query.filter(AuditEvent.action == CONFLICT_ACTION)
-              .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(500))
+              .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(CONFLICT_SCAN))
     for event in events:
         if event.target:
-            latest.setdefault(fold(event.target), event)
-    return latest
+            keep(event.target, event.created_at, event.actor)
+    refused = (ScimRequestLog.query
+               .filter(ScimRequestLog.status == 409, ScimRequestLog.path.contains("/Groups"))
+               .order_by(ScimRequestLog.created_at.desc(), ScimRequestLog.id.desc()).limit(CONFLICT_SCAN))
+    for row in refused:
+        name = _pushed_group_name(row.request_body)
+        if name:
+            keep(name, row.created_at, f"scim:{row.token_name}" if row.token_name else None)
+    return found
 
 
-def group_conflict(group: Group) -> AuditEvent | None:
-    """The IdP's latest failed push of a group with this local group's name, if any."""
+def group_conflict(group: Group, conflicts: dict[str, Conflict] | None = None) -> Conflict | None:
+    """The IdP's latest refused push of a group with this local group's name, if any."""
     if group_read_only(group):
         return None
-    # The action index narrows this to conflict events first; lower() then only sees those.
-    return (AuditEvent.query.filter(AuditEvent.action == CONFLICT_ACTION,
-                                    db.func.lower(AuditEvent.target) == group.display_name.lower())
-            .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).first())
+    return (conflicts if conflicts is not None else conflicting_names()).get(group.display_name_key)
 
 
 def adopt_group(group: Group) -> None:

@@ -78,9 +78,24 @@ def certificate_notice(cert: Certificate) -> str:
             "add the new one from your IdP before then.")
 
 
-def _latest_event(actions: tuple[str, ...], outcome: str) -> AuditEvent | None:
-    return (AuditEvent.query.filter(AuditEvent.action.in_(actions), AuditEvent.outcome == outcome)
-            .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).first())
+SIGN_IN_ACTIONS = ("auth.login", "saml.login")
+
+
+def _latest_sign_in(outcome: str, sso_only: bool = False) -> AuditEvent | None:
+    """The newest sign-in event with this outcome; SSO ones are auth.login with method "saml"."""
+    query = AuditEvent.query.filter(AuditEvent.action.in_(SIGN_IN_ACTIONS), AuditEvent.outcome == outcome)
+    if sso_only:
+        query = query.filter(db.or_(AuditEvent.action == "saml.login",
+                                    AuditEvent.details["method"].as_string() == "saml"))
+    return query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).first()
+
+
+def sign_in_method(event: AuditEvent | None) -> str:
+    if event is None:
+        return ""
+    if event.action == "saml.login" or (event.details or {}).get("method") == "saml":
+        return "SSO"
+    return "password"
 
 
 def sso_status(now: datetime) -> dict:
@@ -101,8 +116,8 @@ def sso_status(now: datetime) -> dict:
     drift = clock_drift()
     if saml["active"] and drift and drift["level"] in ("warn", "bad"):
         notices.append(Notice(drift["level"], drift["text"], "admin.flight", "See the Responses"))
-    last_success = _latest_event(("saml.login",), "success")
-    last_failure = _latest_event(("saml.login", "auth.login"), "failure")
+    last_success = _latest_sign_in("success", sso_only=True)
+    last_failure = _latest_sign_in("failure")
     for notice in notices:
         level = worst(level, notice.level)
     return {"active": saml["active"], "entity_id": saml["idp_entity_id"], "label": saml["label"],
@@ -113,8 +128,8 @@ def sso_status(now: datetime) -> dict:
 def clock_drift() -> dict | None:
     """How far apart the IdP's clock (IssueInstant) and ours were, over the last Responses.
 
-    The SAML code stores IssueInstant minus our clock, so a positive value
-    means the IdP's clock is ahead.
+    The SAML code stores our clock minus IssueInstant at arrival, so a positive
+    value means the IdP's clock is behind ours (plus network time, a second or so).
     """
     samples = [row[0] for row in db.session.query(SamlResponseLog.issue_instant_skew_seconds)
                .filter(SamlResponseLog.issue_instant_skew_seconds.isnot(None))
@@ -144,7 +159,7 @@ def describe_skew(seconds: float) -> str:
     unit = f"{amount:.0f} s" if amount < 120 else f"{amount / 60:.1f} min"
     if amount < 1:
         return "in step"
-    return f"{unit} apart (the IdP is {'ahead' if seconds > 0 else 'behind'})"
+    return f"{unit} apart (the IdP is {'behind' if seconds > 0 else 'ahead'})"
 
 
 def provisioning_status(now: datetime) -> dict:
@@ -159,10 +174,10 @@ def provisioning_status(now: datetime) -> dict:
     stale_before = now - timedelta(days=STALE_TOKEN_DAYS)
     stale = [t for t in live if (t.last_used_at or t.created_at) < stale_before]
     notices: list[Notice] = []
+    # Not a warning: SCIM is on by default, and an office without provisioning is not broken.
+    hint = ("No token yet, so no identity provider can provision users. Create one when you connect yours."
+            if enabled and not live else None)
     if enabled:
-        if not live:
-            notices.append(Notice("warn", "SCIM is on but no token exists, so your IdP cannot provision anyone.",
-                                  "admin.provisioning", "Create a token"))
         if errors:
             notices.append(Notice("warn", f"{errors} SCIM request{'s' if errors != 1 else ''} failed in the last 24 hours.",
                                   "admin.flight_scim", "See the failed requests", {"outcome": "errors"}))
@@ -174,7 +189,7 @@ def provisioning_status(now: datetime) -> dict:
     level = "ok" if enabled else "off"
     for notice in notices:
         level = worst(level, notice.level)
-    return {"enabled": enabled, "last_seen": last_seen, "errors_24h": errors, "live_tokens": len(live),
+    return {"enabled": enabled, "hint": hint, "last_seen": last_seen, "errors_24h": errors, "live_tokens": len(live),
             "stale_tokens": stale, "notices": notices, "level": level}
 
 

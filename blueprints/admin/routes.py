@@ -43,6 +43,11 @@ def format_skew(seconds: float | None) -> str:
     return "—" if seconds is None else health.describe_skew(seconds)
 
 
+@bp.app_template_filter("sign_in_method")
+def format_sign_in_method(event) -> str:
+    return health.sign_in_method(event)
+
+
 @bp.route("/")
 def dashboard():
     return render_template("admin/dashboard.html", **health.dashboard())
