@@ -66,22 +66,37 @@ def wipe(app) -> None:
         db.engine.dispose()
 
 
-@pytest.fixture
-def make_app(database_url, tmp_path):
-    """Build another app on the same database (a second process, as far as state goes)."""
-    built = []
+_APPS: dict = {}
 
-    def _make(**overrides):
-        app = create_app(TestConfig(database_url, str(tmp_path / "instance"), **overrides))
-        built.append(app)
+
+@pytest.fixture
+def make_app(database_url, tmp_path_factory):
+    """An app on the test database; another call with other settings is another process, as far as state goes.
+
+    Building an app costs more than most tests, so apps are reused across tests
+    (per database and settings) with their per-process cache emptied;
+    ``fresh=True`` builds a new one (for a test that changes the app itself).
+    """
+    used = []
+
+    def _make(fresh: bool = False, **overrides):
+        key = (database_url, tuple(sorted(overrides.items())))
+        pool = _APPS.setdefault(key, [])
+        # Within one test every call is a distinct app, so "two processes" stay two.
+        taken = sum(1 for app in used if app in pool)
+        if fresh or taken >= len(pool):
+            app = create_app(TestConfig(database_url, str(tmp_path_factory.mktemp("instance")), **overrides))
+            if not fresh:
+                pool.append(app)
+        else:
+            app = pool[taken]
+        app.extensions.get("lobby.process_cache", {}).clear()
+        used.append(app)
         return app
 
     yield _make
-    if built:
-        wipe(built[0])
-    for app in built:
-        with app.app_context():
-            db.engine.dispose()
+    if used:
+        wipe(used[0])
 
 
 @pytest.fixture

@@ -55,16 +55,19 @@ class LiveServer:
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                requests.get(self.url + "/login", timeout=2, allow_redirects=False)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not answer within {timeout} s:\n{self.output()}")
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.output()}")
+                try:
+                    requests.get(self.url + "/login", timeout=5, allow_redirects=False)
+                    return self
+                except requests.RequestException:  # not listening yet, or workers still booting
+                    time.sleep(0.2)
+            raise RuntimeError(f"gunicorn did not answer within {timeout} s:\n{self.output()}")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

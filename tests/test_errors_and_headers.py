@@ -19,7 +19,7 @@ def test_not_found_is_html_for_pages_and_json_for_api(client, admin):
 
 
 def test_unexpected_error_shows_no_traceback(make_app, admin):
-    app = make_app()
+    app = make_app(fresh=True)
     boom = Blueprint("boom", __name__)
 
     @boom.route("/boom")

@@ -41,6 +41,11 @@ def inject_helpers():
     return {"post_form": PostForm}
 
 
+def process_cache() -> dict:
+    """Facts this process may remember between requests (only ever ones that cannot become false)."""
+    return current_app.extensions.setdefault("lobby.process_cache", {})
+
+
 # --- first run ---------------------------------------------------------------------------
 
 _SETUP_EXEMPT_PREFIXES = ("/setup", "/static/", "/api/", "/internal-api/", "/auth/saml2")
@@ -49,28 +54,30 @@ _SETUP_EXEMPT_PREFIXES = ("/setup", "/static/", "/api/", "/internal-api/", "/aut
 @bp.before_app_request
 def require_first_admin():
     """Until an admin exists, every page leads to the set-up page."""
-    if current_app.extensions.get("lobby.setup_done"):
+    cache = process_cache()
+    if cache.get("setup_done"):
         return None
     if request.path.startswith(_SETUP_EXEMPT_PREFIXES):
         return None
     if admin_exists():
-        current_app.extensions["lobby.setup_done"] = True
+        cache["setup_done"] = True
         return None
     return redirect(url_for("auth.setup"))
 
 
 def announce_setup_code() -> str:
     code = setup_code(current_app.config["SECRET_KEY"])
-    if not current_app.extensions.get("lobby.setup_code_announced"):
+    cache = process_cache()
+    if not cache.get("setup_code_announced"):
         current_app.logger.warning("Lobby is not set up yet. Open %s/setup and enter the set-up code: %s",
                                    current_app.config["BASE_URL"], code)
-        current_app.extensions["lobby.setup_code_announced"] = True
+        cache["setup_code_announced"] = True
     return code
 
 
 @bp.route("/setup", methods=["GET", "POST"])
 def setup():
-    if current_app.extensions.get("lobby.setup_done") or admin_exists():
+    if process_cache().get("setup_done") or admin_exists():
         return redirect(url_for("auth.login"))
     expected = announce_setup_code()
     form = SetupForm()
@@ -85,7 +92,7 @@ def setup():
             flash(error.public, "error")
             return render_template("auth/setup.html", form=form), error.status
         db.session.commit()
-        current_app.extensions["lobby.setup_done"] = True
+        process_cache()["setup_done"] = True
         _start_session(user)
         flash("Welcome to Lobby. Next: connect your identity provider.", "success")
         return redirect(url_for("admin.dashboard"))
