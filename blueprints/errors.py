@@ -27,8 +27,7 @@ def _render(status: int, message: str | None = None):
     message = message or MESSAGES.get(status, "Error")
     if wants_json():
         return make_response(jsonify({"status": status, "error": message}), status)
-    template = f"errors/{status}.html" if status in (403, 404, 500) else "errors/generic.html"
-    return make_response(render_template(template, status=status, message=message), status)
+    return make_response(render_template("errors/error.html", status=status, message=message), status)
 
 
 def init_app(app):
