@@ -39,7 +39,7 @@ from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.response import IncorrectlySigned, StatusError, UnsolicitedResponse, VerificationError
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
-from saml2.sigver import MissingKey, SignatureError, SigverError
+from saml2.sigver import CryptoBackendXmlSec1, MissingKey, SignatureError, SigverError
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
@@ -172,6 +172,21 @@ _clients: OrderedDict[str, Saml2Client] = OrderedDict()
 _clients_lock = threading.Lock()
 
 
+class _XmlSec1(CryptoBackendXmlSec1):
+    """pysaml2's xmlsec1 backend, without starting ``xmlsec1 --version`` twice per signature check.
+
+    The version decides a command-line flag; the binary does not change while Lobby runs.
+    """
+
+    _versions: dict[str, str] = {}
+
+    @property
+    def version(self):
+        if self.xmlsec not in self._versions:
+            self._versions[self.xmlsec] = CryptoBackendXmlSec1.version.fget(self)
+        return self._versions[self.xmlsec]
+
+
 class _NoPopulation:
     """pysaml2 keeps every signed-in person's attributes in process memory; Lobby keeps none there."""
 
@@ -221,6 +236,7 @@ def client_for(sp: ServiceProvider, provider: Provider) -> Saml2Client:
     config.load(sp_config_dict(sp, provider))
     client = Saml2Client(config=config)
     client.users = _NoPopulation()
+    client.sec.crypto = _XmlSec1(client.sec.crypto.xmlsec, delete_tmpfiles=client.sec.crypto.delete_tmpfiles)
     with _clients_lock:
         _clients[key] = client
         while len(_clients) > 8:

@@ -69,3 +69,25 @@ def test_generated_pysaml2_metadata_carries_only_parsed_values():
                                                            "</md:IDPSSODescriptor>"))
     xml = idp_metadata_xml(parsed)
     assert "anything" not in xml and idp.keys.cert_body in xml and "HTTP-Redirect" in xml
+
+
+def test_pysaml2_client_is_configured_strictly():
+    """xmlsec1 (never XMLSecurity), keys only from metadata, unknown attributes kept, no unsolicited."""
+    from blueprints.saml.metadata import IdpDescription
+    from blueprints.saml.service import Provider, ServiceProvider, client_for
+
+    idp = TestIdP()
+    provider = Provider(active=True, label="SSO", idp=IdpDescription(idp.entity_id, idp.sso_url, [idp.keys.cert_pem]),
+                        clock_skew_seconds=120, jit_create=True, group_attribute="", attribute_map={},
+                        flight_recorder_size=5)
+    client = client_for(ServiceProvider("https://lobby.test"), provider)
+    assert client.config.crypto_backend == "xmlsec1"
+    from saml2.sigver import CryptoBackendXmlSec1
+    assert isinstance(client.sec.crypto, CryptoBackendXmlSec1)
+    assert client.sec.only_use_keys_in_metadata is True
+    assert client.config.allow_unknown_attributes is True
+    assert client.allow_unsolicited is False and client.want_assertions_or_response_signed is True
+    assert client.config.accepted_time_diff == 120
+    # The same settings give the same (cached) client; other settings a new one.
+    assert client_for(ServiceProvider("https://lobby.test"), provider) is client
+    assert client_for(ServiceProvider("https://other.test"), provider) is not client

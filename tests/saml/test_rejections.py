@@ -68,6 +68,12 @@ CASES = {
                            "The IdP reported a failure"),
     "subject confirmation answers another request": (dict(subject_in_response_to="id-other-request"),
                                                      "InResponseTo"),
+    "encrypted assertion (no SP key to decrypt it)": (dict(sign="response", after_signing=lambda x: re.sub(
+        r"<saml2:Assertion .*</saml2:Assertion>", '<saml2:EncryptedAssertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion"><xenc:EncryptedData '
+        'xmlns:xenc="http://www.w3.org/2001/04/xmlenc#"/></saml2:EncryptedAssertion>', x, flags=re.S)),
+        "The assertion is encrypted"),
+    "no assertion at all": (dict(sign="response", after_signing=lambda x: re.sub(
+        r"<saml2:Assertion .*</saml2:Assertion>", "", x, flags=re.S)), "holds 0 assertions"),
 }
 
 
@@ -284,3 +290,18 @@ def test_acs_does_not_need_csrf_or_session(app, saml):
 def test_unconfigured_saml_refuses(app, client, admin, idp):
     reply = post_response(client, idp.response("id-x"), "x")
     assert reply.status_code == 303 and "kind=not_configured" in reply.headers["Location"]
+
+
+def test_comment_inside_the_nameid_does_not_truncate_it(app, client, saml):
+    """Comments are outside the signed canonical form; reading the NameID must not stop at one."""
+    request = start_login(client)
+    xml = saml.response(request.id, name_id="00u1erin.lobbytest.evil",
+                        after_signing=lambda x: x.replace("00u1erin.lobbytest.evil", "00u1erin<!---->.lobbytest.evil"))
+    reply = post_response(client, xml, request.relay_state)
+    with app.app_context():
+        from models import Identity
+        identities = [i.identifier for i in Identity.query.all()]
+    # Either refused, or signed in as exactly the NameID that was signed: never the truncated "00u1erin".
+    assert identities in ([], ["00u1erin.lobbytest.evil"]), identities
+    if identities:
+        assert reply.headers["Location"] == "/"
