@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from models import AuditEvent, Group, Identity, Membership, ScimRequestLog, User, db, record_event, settings
+from models import AuditEvent, Group, Identity, Membership, ScimRequestLog, User, db, record_event
 from models.user import fold
 
 # The attributes an admin may edit on a user the IdP does not own.
@@ -352,12 +352,3 @@ def adopt_group(group: Group) -> None:
     group.touch()
     record_event("admin.group.adopt", target=group.display_name,
                  details={"members": group.memberships.count()})
-
-
-def set_conflict_policy(policy: str) -> dict:
-    if policy not in ("reject", "adopt"):
-        raise Refused("Choose either to refuse or to adopt.")
-    diff = settings.update("scim", {"local_group_conflict": policy})
-    if diff:
-        record_event("settings.update", target="scim", details=settings.redact("scim", diff))
-    return diff

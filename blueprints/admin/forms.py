@@ -6,7 +6,7 @@ nothing); every form that changes something is a FlaskForm (CSRF-checked).
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import (DateField, EmailField, Form, IntegerField, PasswordField, RadioField, SelectChoice,
+from wtforms import (DateField, EmailField, Form, IntegerField, PasswordField, SelectChoice,
                      SelectField, StringField, TextAreaField)
 from wtforms.validators import (DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional)
 
@@ -105,14 +105,6 @@ class GroupForm(FlaskForm):
 class AddMemberForm(FlaskForm):
     login = StringField("User name or email", validators=[DataRequired(), Length(max=320)],
                         render_kw={"autocomplete": "off"})
-
-
-class ConflictPolicyForm(FlaskForm):
-    policy = RadioField("When your identity provider pushes a group whose name a local group already has",
-                        choices=options(("reject", "Keep them apart: refuse it (the IdP shows an error) until I rename "
-                                            "the local group"),
-                                 ("adopt", "Adopt: the IdP takes over the local group and its members")),
-                        validators=[InputRequired()])
 
 
 class RetentionForm(FlaskForm):

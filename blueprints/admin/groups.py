@@ -10,8 +10,8 @@ from models.user import fold
 
 from . import bp
 from .directory import (Refused, add_member, adopt_group, conflicting_names, create_group, delete_group,
-                        group_conflict, group_read_only, remove_member, rename_group, set_conflict_policy)
-from .forms import AddMemberForm, ConflictPolicyForm, GroupFilterForm, GroupForm
+                        group_conflict, group_read_only, remove_member, rename_group)
+from .forms import AddMemberForm, GroupFilterForm, GroupForm
 from .paging import capped_count, keyset_page
 
 
@@ -37,10 +37,10 @@ def _list_page(create_form=None, status=200):
     counts = _member_counts([group.id for group in page.items])
     conflicts = conflicting_names()
     kept = {name: value for name, value in request.args.items() if name not in ("after", "before") and value}
-    policy_form = ConflictPolicyForm(formdata=None, policy=settings.get("scim", "local_group_conflict"))
+    policy = settings.get("scim", "local_group_conflict")
     return render_template("admin/groups/list.html", filters=filters, page=page, counts=counts, kept=kept,
                            conflicts=conflicts, read_only=group_read_only,
-                           create_form=create_form or GroupForm(formdata=None), policy_form=policy_form), status
+                           create_form=create_form or GroupForm(formdata=None), policy=policy), status
 
 
 @bp.route("/groups")
@@ -69,22 +69,6 @@ def groups_create():
     db.session.commit()
     flash(f"Group {group.display_name} is created.", "success")
     return redirect(url_for("admin.groups_show", group_id=group.id))
-
-
-@bp.route("/groups/conflict-policy", methods=["POST"])
-def groups_conflict_policy():
-    form = ConflictPolicyForm()
-    if not form.validate_on_submit():
-        flash("Choose what Lobby does with a group name that already exists.", "error")
-        return redirect(url_for("admin.groups"))
-    try:
-        diff = set_conflict_policy(form.policy.data)
-    except Refused as refusal:
-        _refusal("settings.update", "scim", refusal)
-        return redirect(url_for("admin.groups"))
-    db.session.commit()
-    flash("Saved." if diff else "Nothing changed.", "success" if diff else "info")
-    return redirect(url_for("admin.groups"))
 
 
 def _load(group_id: str) -> Group:

@@ -224,8 +224,8 @@ def dashboard() -> dict:
                                           Group.adopted_by_idp.is_(False)).count() if conflicts else 0)
     group_notices = []
     if local_conflicts:
-        group_notices.append(Notice("warn", f"{local_conflicts} local group{'s' if local_conflicts != 1 else ''} "
-                                            "share a name with a group your IdP tried to push.",
+        group_notices.append(Notice("warn", f"{local_conflicts} local group{'s share' if local_conflicts != 1 else ' shares'} "
+                                            "a name with a group your IdP tried to push.",
                                     "admin.groups", "Choose what to do"))
     attention = sorted(sso["notices"] + scim["notices"] + password["notices"] + group_notices,
                        key=lambda n: -LEVELS.index(n.level))

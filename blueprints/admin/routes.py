@@ -33,6 +33,12 @@ def format_when(value: datetime | None) -> str:
     return value.strftime("%d %b %Y, %H:%M UTC")
 
 
+@bp.app_template_filter("when_short")
+def format_when_short(value: datetime | None) -> str:
+    """For table cells whose column heading already says UTC."""
+    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
 @bp.app_template_filter("pretty_json")
 def format_json(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)

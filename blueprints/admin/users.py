@@ -6,9 +6,10 @@ from datetime import datetime
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import defer
 
 from blueprints.auth.forms import PostForm
-from models import AuditEvent, SamlResponseLog, User, UserEmail, db, record_event
+from models import AuditEvent, SamlResponseLog, User, UserEmail, db, record_event, settings
 from models.user import fold
 
 from . import bp
@@ -80,33 +81,51 @@ def _load(user_id: str) -> User:
     return user
 
 
-def recent_events(user: User, limit: int = 25) -> list[AuditEvent]:
-    """Audit events about this person: by their user name, an email or a NameID they signed in with."""
+def recent_saml_responses(user: User, limit: int = 10) -> list[SamlResponseLog]:
+    """Flight-recorder entries about this person, newest first.
+
+    A Response refused before it was matched to anyone still names them: by a
+    NameID they are linked to, or by their user name or email in an attribute.
+    The recorder keeps only the last few dozen rows, so reading them all is cheap.
+    """
+    keys = {user.user_name_key} | {email.value_key for email in user.emails}
+    name_ids = {identity.identifier for identity in user.identities}
+
+    def mentions(row: SamlResponseLog) -> bool:
+        if row.user_id == user.id or (row.name_id and row.name_id in name_ids):
+            return True
+        values = []
+        for value in list((row.attributes or {}).values()) + list((row.mapped or {}).values()):
+            values.extend(value if isinstance(value, list) else [value])
+        return any(isinstance(value, str) and fold(value) in keys for value in values)
+
+    rows = (SamlResponseLog.query.options(defer(SamlResponseLog.response_xml))
+            .order_by(SamlResponseLog.created_at.desc(), SamlResponseLog.id.desc())
+            .limit(settings.get("saml", "flight_recorder_size")).all())
+    return [row for row in rows if mentions(row)][:limit]
+
+
+def recent_events(user: User, saml_responses: list[SamlResponseLog], limit: int = 25) -> list[AuditEvent]:
+    """Audit events about this person: by user name, an email, a NameID, or a Response that named them."""
     names = {user.user_name, user.user_name_key}
     for email in user.emails:
         names.update((email.value, email.value_key))
     for identity in user.identities:
         names.add(identity.identifier)
-    return (AuditEvent.query
-            .filter(or_(AuditEvent.target.in_(names), AuditEvent.actor == user.user_name))
+    references = {row.reference for row in saml_responses if row.reference}
+    about = or_(AuditEvent.target.in_(names), AuditEvent.actor == user.user_name)
+    if references:
+        about = or_(about, AuditEvent.reference.in_(references))
+    return (AuditEvent.query.filter(about)
             .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
             .limit(limit).all())
-
-
-def recent_saml_responses(user: User, limit: int = 10) -> list[SamlResponseLog]:
-    """Flight-recorder entries for this person: matched to them, or carrying one of their NameIDs."""
-    name_ids = [identity.identifier for identity in user.identities]
-    condition = SamlResponseLog.user_id == user.id
-    if name_ids:
-        condition = or_(condition, SamlResponseLog.name_id.in_(name_ids))
-    return (SamlResponseLog.query.filter(condition)
-            .order_by(SamlResponseLog.created_at.desc(), SamlResponseLog.id.desc()).limit(limit).all())
 
 
 def _render_user(user: User, profile_form=None, password_form=None, status: int = 200):
     if profile_form is None:
         profile_form = ProfileForm(formdata=None, data={
             name: (user.email if name == "email" else getattr(user, name)) for name in PROFILE_FIELDS})
+    saml_responses = recent_saml_responses(user)
     if user.source != "local":
         # The IdP chose this user name; it is shown, not edited.
         profile_form.user_name.render_kw = {"readonly": True}
@@ -114,7 +133,7 @@ def _render_user(user: User, profile_form=None, password_form=None, status: int 
     return render_template(
         "admin/users/show.html", user=user, scim_owned=scim_owned(user),
         profile_form=profile_form, password_form=password_form or PasswordForm(formdata=None),
-        events=recent_events(user), saml_responses=recent_saml_responses(user),
+        events=recent_events(user, saml_responses), saml_responses=saml_responses,
         can_reactivate=can_reactivate(user), is_self=user.id == current_user.id,
     ), status
 

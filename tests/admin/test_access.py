@@ -14,7 +14,7 @@ ACTIONS = [
     "/admin/users/{user}/deactivate", "/admin/users/{user}/reactivate", "/admin/users/{user}/grant-admin",
     "/admin/users/{user}/revoke-admin", "/admin/users/{user}/password", "/admin/users/{user}/profile",
     "/admin/users/{user}/identities/{identity}/unlink", "/admin/users/{user}/delete",
-    "/admin/groups/new", "/admin/groups/conflict-policy", "/admin/groups/{group}/rename",
+    "/admin/groups/new", "/admin/groups/{group}/rename",
     "/admin/groups/{group}/delete", "/admin/groups/{group}/adopt", "/admin/groups/{group}/members",
     "/admin/groups/{group}/members/{user}/remove", "/admin/audit/retention",
 ]

@@ -368,3 +368,21 @@ def test_scim_owned_fields_are_read_only(app, admin_client, make_user):
 
 def test_unknown_user_is_404(admin_client):
     assert admin_client.get("/admin/users/no-such-id").status_code == 404
+
+
+def test_why_cant_anna_sign_in(app, admin_client, make_user):
+    """A Response refused before matching anyone still shows on her page: it carried her email."""
+    from .conftest import add_saml_response
+    anna = make_user("anna.berg@example.com", source="scim")
+    reason = "Wrong Audience: the Response is meant for 'https://x/auth/saml2x', not 'https://x/auth/saml2'"
+    add_saml_response(app, reference="ANNA2345", name_id="00uannaokta", user_id=None, reason=reason,
+                      attributes={"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress":
+                                  ["Anna.Berg@example.com"]})
+    add_saml_response(app, reference="OTHER234", name_id="00uother", reason="someone else's problem",
+                      attributes={"email": ["other@example.com"]})
+    add_event(app, "auth.login", actor="anonymous", target="00uannaokta", outcome="failure", reason=reason,
+              reference="ANNA2345", details={"method": "saml"})
+    html = admin_client.get(f"/admin/users/{anna.id}").get_data(as_text=True)
+    signing_in = html.split('id="signin-heading"')[1].split("</section>")[0]
+    assert "Wrong Audience" in signing_in and "ANNA2345" in signing_in
+    assert "someone else&#39;s problem" not in html and "OTHER234" not in html
