@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 
-from models import ScimToken, db, settings
+from models import db
 from models.scim_token import TOKEN_PREFIX
 
 from . import PREFIX, bp
@@ -73,23 +73,23 @@ def authenticate():
     if not header:
         raise Unauthorized('No token: send the header "Authorization: Bearer <token>".')
     scheme, _, credential = header.partition(" ")
+    limit = current_app.config.get("SCIM_RATE_LIMIT_PER_MINUTE", 0)
     if scheme.lower() != "bearer":
-        if header.startswith(TOKEN_PREFIX) or ScimToken.authenticate(header) is not None:
+        if header.startswith(TOKEN_PREFIX) or recorder.check_gate(header, limit).token is not None:
             raise Unauthorized(
                 'The Authorization header holds the token without its "Bearer " prefix: prefix it with "Bearer ". '
                 "In Okta's SCIM 2.0 Test App (Header Auth) paste \"Bearer <token>\" into API Token.")
         raise Unauthorized(f'Lobby takes a bearer token: "Authorization: Bearer <token>", not {scheme!r}.')
-    token = ScimToken.authenticate(credential.strip())
-    if token is None:
+    gate = recorder.check_gate(credential.strip(), limit)
+    if gate.token is None:
         raise Unauthorized("The token is not valid (mistyped, or revoked). Make a new one on Lobby's "
                            "Admin > Provisioning page.")
-    g.scim_token = recorder.TokenInfo(token)
-    if not settings.get("scim", "enabled"):
+    g.scim_token = gate.token
+    if not gate.enabled:
         raise Forbidden("SCIM provisioning is switched off in Lobby (Admin > Provisioning).")
-    wait = recorder.retry_after(token.id, current_app.config.get("SCIM_RATE_LIMIT_PER_MINUTE", 0))
-    if wait is not None:
-        raise RateLimited(f"Too many requests with this token; try again in {wait} seconds.",
-                          headers={"Retry-After": str(wait)})
+    if gate.retry_after is not None:
+        raise RateLimited(f"Too many requests with this token; try again in {gate.retry_after} seconds.",
+                          headers={"Retry-After": str(gate.retry_after)})
     return None
 
 
@@ -256,7 +256,7 @@ def search_users():
 def create_user():
     options = query_options()
     user = service.create_user(body(), context())
-    return resource_response(service.render_user(user, context(), options), user.version, 201,
+    return resource_response(service.render_user(user, context(), options, new=True), user.version, 201,
                              f"{base_url()}/Users/{user.id}")
 
 

@@ -10,8 +10,9 @@ from datetime import datetime
 
 from sqlalchemy import and_, exists, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
-from models import Group, Membership, User, UserEmail, db, record_event, settings, utcnow
+from models import Group, Membership, User, UserEmail, db, new_id, record_event, settings, utcnow
 from models.user import fold
 
 from . import filters as F
@@ -661,8 +662,10 @@ def get_user(user_id: str) -> User:
     return user
 
 
-def render_user(user: User, ctx: Context, query: Query) -> dict:
-    groups = groups_of([user.id], ctx).get(user.id) if wants("groups", query.attributes, query.excluded) else None
+def render_user(user: User, ctx: Context, query: Query, *, new: bool = False) -> dict:
+    # A user created a moment ago belongs to no group yet: no query needed.
+    wanted = not new and wants("groups", query.attributes, query.excluded)
+    groups = groups_of([user.id], ctx).get(user.id) if wanted else None
     return project(user_resource(user, ctx, groups, requested("manager.displayName", query.attributes)),
                    USER_DOC, query.attributes, query.excluded)
 
@@ -683,13 +686,17 @@ def _commit_unique(what: str) -> None:
 
 def create_user(payload, ctx: Context) -> User:
     doc = USER_DOC.normalise(payload)
-    _check_user_name_free(doc["userName"], None)
-    user = User(source="scim", extra={})
+    user = User(id=new_id(), source="scim", extra={})
     _write_user(user, doc, keep_active_if_absent=False)
     db.session.add(user)
-    db.session.flush()
     ctx.audit("scim.user.create", user.user_name, {"id": user.id, "diff": diff({}, _audit_doc(doc))})
-    _commit_unique(f"userName {doc['userName']!r}")
+    try:
+        # The unique index decides (no look-before-insert query): a clash rolls back, then is named.
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        _check_user_name_free(doc["userName"], None)
+        raise Uniqueness(f"userName {doc['userName']!r} is already taken.") from None
     return user
 
 
@@ -781,8 +788,10 @@ def list_users(query: Query, ctx: Context) -> dict:
     if query.sort_by:
         expression = _sort_expression(query.sort_by, resolver)
         order = [expression.desc() if query.sort_order == "descending" else expression.asc(), User.id]
-    return _list(select(User).where(condition).order_by(*order), select(func.count(User.id)).where(condition),
-                 query, lambda rows: _render_users(rows, ctx, query))
+    # Emails come in the same query (a page is small; a lookup is one row).
+    statement = select(User).options(joinedload(User.emails)).where(condition).order_by(*order)
+    return _list(statement, select(func.count(User.id)).where(condition), query,
+                 lambda rows: _render_users(rows, ctx, query))
 
 
 def _render_users(users: list[User], ctx: Context, query: Query) -> list[dict]:
@@ -799,7 +808,7 @@ def _list(statement, count_statement, query: Query, render) -> dict:
     if query.count == 0:
         total = db.session.execute(count_statement).scalar()
     else:
-        rows = db.session.execute(statement.offset(query.start_index - 1).limit(query.count)).scalars().all()
+        rows = db.session.execute(statement.offset(query.start_index - 1).limit(query.count)).unique().scalars().all()
         if query.start_index == 1 and len(rows) < query.count:
             total = len(rows)  # the page holds everything: no second query
         else:
