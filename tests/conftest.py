@@ -34,12 +34,32 @@ def reset_postgres(url: str) -> None:
         engine.dispose()
 
 
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist each worker gets its own PostgreSQL database next to the given one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base, _, name = url.rpartition("/")
+    worker_url = f"{base}/{name}_{worker}"
+    engine = create_engine(TestConfig(url, "/tmp").SQLALCHEMY_DATABASE_URI, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                  {"n": f"{name}_{worker}"}).first()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}_{worker}"'))
+    finally:
+        engine.dispose()
+    return worker_url
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request, tmp_path_factory):
     if request.param == "postgresql":
         url = os.environ.get("TEST_DATABASE_URL", "")
         if not url.startswith(("postgres://", "postgresql")):
             pytest.skip(PG_SKIP_REASON)
+        url = _worker_database(url)
         try:
             reset_postgres(url)
         except Exception as error:  # a configured database that does not answer is an error
