@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from flask import Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
-from werkzeug.exceptions import NotFound as WerkzeugNotFound
 
 from models import db
 from models.scim_token import TOKEN_PREFIX
@@ -47,16 +47,31 @@ def error_response(error: ScimError) -> Response:
 
 @bp.before_app_request
 def unmatched_scim_urls():
-    """URLs under the SCIM base that match no route still answer in SCIM's error format."""
+    """URLs under the SCIM base that match no route still answer in SCIM's error format.
+
+    A base URL pasted with a trailing slash makes IdPs call ``.../v2//Users``, and some
+    send ``/Users/``: those are served as the route they mean rather than redirected
+    (a redirect would drop a POST body in some clients).
+    """
     if request.url_rule is not None or not request.path.startswith(PREFIX):
         return None
     g.scim_started = time.perf_counter()
     exc = request.routing_exception
+    normalised = re.sub(r"/{2,}", "/", request.path).rstrip("/")
+    if normalised != request.path:
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        try:
+            rule, args = adapter.match(normalised, method=request.method, return_rule=True)
+        except HTTPException:
+            pass
+        else:
+            if rule.endpoint.startswith("scim."):
+                request.url_rule, request.view_args, request.routing_exception = rule, args, None
+                # The blueprint's own before_request was not scheduled for an unmatched URL.
+                return authenticate()
     if isinstance(exc, WerkzeugMethodNotAllowed):
         error = MethodNotAllowed(f"{request.method} is not supported on {request.path}.",
                                  headers={"Allow": ", ".join(sorted(exc.valid_methods or []))})
-    elif exc is not None and getattr(exc, "code", None) and exc.code >= 400 and not isinstance(exc, WerkzeugNotFound):
-        return None  # e.g. a redirect for a trailing slash; let Flask handle it
     else:
         error = NotFound(f"There is no SCIM endpoint at {request.path}.")
     return error_response(error)

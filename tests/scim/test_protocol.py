@@ -497,3 +497,14 @@ def test_cli_tokens(app, runner, client):
     assert runner.invoke(args=["scim", "revoke-token", str(token_id)]).exit_code == 0
     assert ScimClient(client, secret).get("Users").status_code == 401
     assert runner.invoke(args=["scim", "revoke-token", "999"]).exit_code != 0
+
+
+def test_base_url_pasted_with_a_trailing_slash_still_works(scim, client):
+    # Okta joins "base/" + "/Users"; some clients add a trailing slash.
+    assert scim.get("/api/scim/v2//Users").status_code == 200
+    assert scim.get("/api/scim/v2/Users/?count=1").get_json()["totalResults"] == 0
+    created = scim.post("/api/scim/v2//Users", {"userName": "slash@example.com"})
+    assert created.status_code == 201
+    denied = client.get("/api/scim/v2//Users")
+    assert denied.status_code == 401 and denied.get_json()["status"] == "401"
+    assert scim.get("/api/scim/v2/").status_code == 404
