@@ -2,6 +2,9 @@
 a test sign-in, and the email + password switch."""
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -16,6 +19,7 @@ from blueprints.saml.provider import (METHODS, ProviderError, refresh_metadata, 
                                       set_password_login, sso_verified_since_change)
 from blueprints.saml.service import (IDP_INITIATED_RELAY_STATE, SamlError, ServiceProvider, load_provider,
                                      start_login)
+from blueprints.security import CSP
 from models import SamlResponseLog, db, settings
 from models.setting import DEFAULT_ATTRIBUTE_MAP
 
@@ -26,6 +30,7 @@ ATTRIBUTE_LABELS = {
     "display_name": "Display name", "department": "Department (optional)", "title": "Job title (optional)",
 }
 MAX_UPLOAD_BYTES = 1024 * 1024
+_ORIGIN_HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
 
 
 class SamlProviderForm(FlaskForm):
@@ -97,13 +102,26 @@ def authentication():
         test_result = SamlResponseLog.query.filter_by(reference=reference[:16]).order_by(
             SamlResponseLog.id.desc()).first()
     recent = SamlResponseLog.query.order_by(SamlResponseLog.id.desc()).limit(10).all()
-    return render_template(
+    page = render_template(
         "admin/authentication/index.html", values=values, provider=provider, sp=_service_provider(),
         certificates=_certificates(values["idp_certificates"]), methods=METHODS,
         statements=attribute_statements(values["attribute_map"]), relay_state=IDP_INITIATED_RELAY_STATE,
         password_form=PasswordLoginForm(password_login=settings.get("auth", "password_login")),
         sso_verified=sso_verified_since_change(), test_reference=reference, test_result=test_result,
         recent=recent, post_form=PostForm)
+    return page, {"Content-Security-Policy": _csp_allowing_idp(values["idp_sso_url"])}
+
+
+def _csp_allowing_idp(sso_url: str) -> str:
+    """The page CSP, with the IdP's origin added to form-action.
+
+    "Test sign-in" is a form POST answered by a redirect to the IdP; Chromium applies
+    form-action to that redirect too, so with 'self' alone the button silently does nothing.
+    """
+    parts = urlsplit(sso_url or "")
+    if parts.scheme not in ("http", "https") or not _ORIGIN_HOST_RE.match(parts.netloc or ""):
+        return CSP  # nothing usable (or something that could smuggle another directive in)
+    return CSP.replace("form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}")
 
 
 @bp.route("/authentication/saml2", methods=["GET", "POST"])

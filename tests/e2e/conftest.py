@@ -71,3 +71,31 @@ def set_up_code(server) -> str:
     match = re.search(r"set-up code: ([A-Z2-7]{5}-[A-Z2-7]{5})", server.output())
     assert match, "the server did not print a set-up code:\n" + server.output()
     return match.group(1)
+
+
+# --- fixtures for the SSO and provisioning flows (2-7) ----------------------------------------
+
+@pytest.fixture
+def idp_server(live_server):
+    """The test Okta (tests/e2e/idp_server.py) serving this test's Lobby; stopped afterwards."""
+    from .idp_server import IdPServer
+
+    with IdPServer(live_server.url) as server:
+        yield server
+
+
+@pytest.fixture
+def new_page(browser):
+    """new_page(): a page in another browser context (another person, no shared cookies)."""
+    contexts = []
+
+    def _new_page():
+        context = browser.new_context(viewport={"width": 1200, "height": 860})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        return page
+
+    yield _new_page
+    for context in contexts:
+        context.close()
