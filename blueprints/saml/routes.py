@@ -73,6 +73,9 @@ def acs():
                                    reference=reference, remote_addr=client_address(), provider=provider)
     except SamlError as error:
         return _reject(error, reference, provider)
+    except Exception as error:  # whatever a hostile document does to a parser: a refusal, not a 500
+        current_app.logger.exception("SAML Response check failed unexpectedly [%s]", reference)
+        return _reject(SamlError(f"The Response could not be checked ({type(error).__name__})"), reference, provider)
 
     if isinstance(outcome, RestartLogin):
         record_restart(outcome.capture, reference, provider)

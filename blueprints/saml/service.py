@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import threading
+import traceback
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -339,8 +340,13 @@ def consume_response(sp: ServiceProvider, saml_response: str | None, relay_state
     checked = base64.b64encode(raw).decode()
     conv_info = {"remote_addr": remote_addr or "0.0.0.0"}  # non-empty: pysaml2 then checks Recipient
     try:
-        result = client.parse_authn_request_response(
-            checked, BINDING_HTTP_POST, outstanding={outstanding.id: outstanding.next_path}, conv_info=conv_info)
+        try:
+            result = client.parse_authn_request_response(
+                checked, BINDING_HTTP_POST, outstanding={outstanding.id: outstanding.next_path},
+                conv_info=conv_info)
+        except Exception as error:
+            _release_frames(error)
+            raise
     except (MissingKey, SignatureError, SigverError, IncorrectlySigned) as error:
         fail(_signature_reason(doc, error))
     except UnsolicitedResponse:
@@ -383,6 +389,20 @@ def consume_response(sp: ServiceProvider, saml_response: str | None, relay_state
     if user.is_admin:
         settings.set("saml", "admin_sso_verified_at", utcnow().isoformat())
     return SignIn(user=user, next_path=next_path, purpose=outstanding.purpose, created=created, capture=capture)
+
+
+def _release_frames(error: BaseException) -> None:
+    """Drop the locals of the frames a pysaml2 exception went through.
+
+    Its signature check keeps certificates in temporary files; held by a failed check's
+    traceback, they would be closed by some later garbage collection (with a warning)
+    instead of now.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
 
 
 def _decode(saml_response: str, capture: Capture, fail) -> bytes:
@@ -788,7 +808,7 @@ def _parse_time(value: str | None) -> datetime | None:
     try:
         seconds = calendar.timegm(time_util.str_to_time(value))
         return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
-    except (ValueError, TypeError, OverflowError):
+    except (ValueError, TypeError, OverflowError, AttributeError):  # pysaml2 raises AttributeError on junk
         return None
 
 
