@@ -5,10 +5,12 @@ the parsed query options and the body.
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, exists, false, func, or_, select, true, update
+from sqlalchemy import and_, bindparam, exists, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -644,15 +646,35 @@ def idp_visible():
 def groups_of(user_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
     if not user_ids:
         return {}
-    rows = db.session.execute(
-        select(Membership.user_id, Group.id, Group.display_name).join(Group, Group.id == Membership.group_id)
-        .where(Membership.user_id.in_(user_ids), idp_visible()).order_by(Group.display_name_key)
-    ).all()
+    rows = db.session.connection().execute(_GROUPS_OF, {"ids": user_ids}).all()
     out: dict[str, list[dict]] = {}
     for user_id, group_id, display in rows:
         out.setdefault(user_id, []).append(
             {"value": group_id, "$ref": f"{ctx.base_url}/Groups/{group_id}", "display": display, "type": "direct"})
     return out
+
+
+# Built once (composing statements costs more Python time than running them): the groups
+# of a page of users, and the lookup IdPs make before every push, userName eq "...".
+_GROUPS_OF = (
+    select(Membership.user_id, Group.id, Group.display_name).join(Group, Group.id == Membership.group_id)
+    .where(Membership.user_id.in_(bindparam("ids", expanding=True)), idp_visible())
+    .order_by(Group.display_name_key)
+)
+_BY_USER_NAME = select(User).options(joinedload(User.emails)).where(User.user_name_key == bindparam("key"))
+_USER_NAME_EQ = re.compile(r'\s*username\s+eq\s+("(?:[^"\\]|\\.)*")\s*', re.IGNORECASE)
+
+
+def _user_name_lookup(query: Query) -> list[User] | None:
+    """The users for ``userName eq "x"`` through a prepared statement, or None for other queries."""
+    match = _USER_NAME_EQ.fullmatch(query.filter or "")
+    if match is None or query.sort_by or query.start_index != 1 or query.count < 1:
+        return None
+    try:
+        value = json.loads(match.group(1))
+    except ValueError:
+        return None
+    return db.session.execute(_BY_USER_NAME, {"key": fold(value)}).unique().scalars().all()
 
 
 def get_user(user_id: str) -> User:
@@ -684,20 +706,25 @@ def _commit_unique(what: str) -> None:
         raise Uniqueness(f"{what} is already taken (another request took it at the same moment).") from None
 
 
-def create_user(payload, ctx: Context) -> User:
+def create_user(payload, ctx: Context, query: Query) -> tuple[User, dict, int]:
+    """Create a user; return it with its SCIM representation (shaped by ``query``)."""
     doc = USER_DOC.normalise(payload)
     user = User(id=new_id(), source="scim", extra={})
     _write_user(user, doc, keep_active_if_absent=False)
     db.session.add(user)
     ctx.audit("scim.user.create", user.user_name, {"id": user.id, "diff": diff({}, _audit_doc(doc))})
     try:
+        db.session.flush()
+        # Rendered before the commit, from what was just written: no reload afterwards.
+        resource = render_user(user, ctx, query, new=True)
+        version = user.version
         # The unique index decides (no look-before-insert query): a clash rolls back, then is named.
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         _check_user_name_free(doc["userName"], None)
         raise Uniqueness(f"userName {doc['userName']!r} is already taken.") from None
-    return user
+    return user, resource, version
 
 
 def _audit_doc(doc: dict) -> dict:
@@ -782,6 +809,13 @@ def delete_user(user_id: str, ctx: Context, if_match: str | None) -> None:
 
 
 def list_users(query: Query, ctx: Context) -> dict:
+    from .schemas import LIST_SCHEMA
+
+    found = _user_name_lookup(query)
+    if found is not None:
+        resources = _render_users(found, ctx, query)
+        return {"schemas": [LIST_SCHEMA], "totalResults": len(resources), "startIndex": 1,
+                "itemsPerPage": len(resources), "Resources": resources}
     resolver = UserResolver(dialect_name())
     condition = compile_filter(query.filter, resolver) if query.filter else true()
     order = [User.created_at, User.id]
