@@ -265,7 +265,9 @@ def run(args) -> dict:
     lobby = start_gunicorn("app:create_app()", lobby_port, args.workers, args.threads, env)
     trivial = start_gunicorn("bench.trivial_app:app", trivial_port, args.workers, args.threads, env)
     result = {"backend": "PostgreSQL" if url.startswith("postgres") else "SQLite", "users": args.users,
-              "workers": args.workers, "threads": args.threads, "clients": args.clients, "seconds": args.seconds}
+              "workers": args.workers, "threads": args.threads, "clients": args.clients, "seconds": args.seconds,
+              # Other work on the machine skews every figure; say how busy it was.
+              "load_before": os.getloadavg()[0]}
     try:
         print("lookup ...", flush=True)
         rng = random.Random(1)
@@ -288,6 +290,7 @@ def run(args) -> dict:
         print("initial push ...", flush=True)
         result["push"] = initial_push(lobby_port, data["token"], args.clients)
         result["rss"] = worker_rss_mb(lobby.pid)
+        result["load_after"] = os.getloadavg()[0]
     finally:
         stop(lobby)
         stop(trivial)
@@ -331,7 +334,9 @@ def write_section(result: dict, path: Path) -> None:
         "A PATCH answers 200 with the resource, as Okta expects; when the client does not exclude `members`, that "
         "answer lists every member, and producing a 5,000-member list is what the second add-member row measures.",
         "",
-        f"Measured {when}, Python {platform.python_version()}, {platform.machine()}.",
+        f"Measured {when}, Python {platform.python_version()}, {platform.machine()}; 1-minute load average "
+        f"{result.get('load_before', 0):.1f} before and {result.get('load_after', 0):.1f} after the run "
+        f"(on {os.cpu_count()} CPUs: anything above {os.cpu_count()} means other work competed for the CPUs).",
         "",
     ])
     text = path.read_text() if path.exists() else "# Performance\n\n"

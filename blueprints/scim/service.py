@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, exists, false, func, or_, select, true, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -20,7 +20,7 @@ from models.user import fold
 from . import filters as F
 from .errors import (InvalidFilter, InvalidSyntax, InvalidValue, NotFound, PreconditionFailed, TooMany,
                      Uniqueness)
-from .resources import UNKNOWN, DocumentSchema, coerce, diff
+from .resources import UNKNOWN, DocumentSchema, diff
 from .schemas import (DEFAULT_COUNT, ENTERPRISE, ENTERPRISE_SCHEMA, GROUP, GROUP_SCHEMA, MAX_COUNT,
                       MAX_PATCH_OPERATIONS, PATCH_SCHEMA, USER, USER_SCHEMA)
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from models import AuditEvent, ScimToken, db, settings
+from models import AuditEvent, ScimToken, settings
 
 from ..conftest import csrf_token
 from .conftest import BASE, ScimClient, issue_token

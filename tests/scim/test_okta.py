@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import pytest
 
 from models import Group, Membership, User, db
 
