@@ -305,3 +305,8 @@ def test_comment_inside_the_nameid_does_not_truncate_it(app, client, saml):
     assert identities in ([], ["00u1erin.lobbytest.evil"]), identities
     if identities:
         assert reply.headers["Location"] == "/"
+
+
+def test_overlong_relay_state(app, client, saml):
+    request = start_login(client)
+    refused(app, post_response(client, saml.response(request.id), "x" * 600), "RelayState is longer than")
