@@ -5,6 +5,7 @@ Shared by the admin page and ``flask saml import-metadata``; no Flask request in
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -53,14 +54,18 @@ def fetch_metadata(url: str) -> bytes:
                 raise ProviderError(f"Fetching the metadata URL answered HTTP {reply.status_code}, not 200.",
                                     "metadata_url")
             body = bytearray()
+            deadline = time.monotonic() + 2 * FETCH_TIMEOUT_SECONDS  # the timeout is per read; this is overall
             for chunk in reply.iter_content(64 * 1024):
                 body.extend(chunk)
+                if time.monotonic() > deadline:
+                    raise requests.Timeout()
                 if len(body) > FETCH_LIMIT_BYTES:
                     raise ProviderError(f"The metadata URL sent more than {FETCH_LIMIT_BYTES // 1024} KB; "
                                         f"that is not IdP metadata.", "metadata_url")
             return bytes(body)
     except requests.Timeout:
-        raise ProviderError(f"The metadata URL did not answer within {FETCH_TIMEOUT_SECONDS} seconds.",
+        raise ProviderError(f"The metadata URL did not answer in time ({FETCH_TIMEOUT_SECONDS} s per read, "
+                            f"{2 * FETCH_TIMEOUT_SECONDS} s in all).",
                             "metadata_url") from None
     except requests.RequestException as error:
         raise ProviderError(f"The metadata URL could not be fetched ({type(error).__name__}). Check the address "
