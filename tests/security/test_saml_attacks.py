@@ -137,6 +137,12 @@ def test_control_dom_roundtrip_keeps_the_signature_valid(acs, mode):
     acs.signed_in(acs.post(xml))
 
 
+def test_control_the_refusal_check_fails_on_a_sign_in(acs):
+    """The checker every attack goes through does catch a Response that got through."""
+    with pytest.raises(AssertionError):
+        acs.refused(acs.post(acs.response("both")), INVALID)
+
+
 # --- XML Signature Wrapping ----------------------------------------------------------------
 
 # Why each shape is refused, by signing mode: the first check to notice wins, and every reason
