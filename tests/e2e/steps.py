@@ -7,6 +7,7 @@ from tests.saml_idp import configure_saml, okta_attributes
 
 ADMIN_LOGIN, ADMIN_PASSWORD = "olivia.office@acme.example", "a long admin password"
 OKTA_PASSWORD = "okta password 1"
+SSO_LABEL = "Sign in with Okta"  # the SAML2 Label the flows set up
 
 
 def sign_in_with_password(page, server, login: str, password: str) -> None:
@@ -37,6 +38,6 @@ def okta_user(idp, username: str, *, name_id: str, first: str, last: str, depart
         department=department, title=title))
 
 
-def saml_set_up(app, idp, label: str = "Sign in with Okta") -> None:
+def saml_set_up(app, idp, label: str = SSO_LABEL) -> None:
     """SAML2 SSO as the admin page saves it (flow 2 does it through the page itself)."""
     configure_saml(app, idp.idp, label=label, metadata_xml=idp.metadata_xml(), idp_sso_url=idp.sso_url)
