@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import current_app, has_app_context
 from flask_login import UserMixin
-from sqlalchemy import orm
+from sqlalchemy import event, orm
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import db, new_id, utcnow
@@ -47,6 +47,9 @@ class User(UserMixin, db.Model):
     version = db.Column(db.Integer, nullable=False, default=1)
     # Bumped to end every session of this user at once.
     session_epoch = db.Column(db.Integer, nullable=False, default=0)
+    # Folded user name, names, department and emails in one column, kept up to date on every
+    # flush (below): the admin search is one LIKE over it instead of six over several tables.
+    search_text = db.Column(db.Text, nullable=False, default="", server_default="")
 
     emails = db.relationship(
         "UserEmail", back_populates="user", cascade="all, delete-orphan",
@@ -143,6 +146,26 @@ class User(UserMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<User {self.user_name}>"
+
+
+def search_text_for(user: User) -> str:
+    parts = [user.user_name, user.display_name, user.given_name, user.family_name, user.department]
+    parts += [email.value for email in user.emails]
+    return "\n".join(fold(part) for part in parts if part)
+
+
+@event.listens_for(orm.Session, "before_flush")
+def _refresh_search_text(session, _flush_context, _instances) -> None:
+    changed = {obj for obj in session.new | session.dirty if isinstance(obj, User)}
+    for obj in session.new | session.dirty | session.deleted:
+        if isinstance(obj, UserEmail) and obj.user is not None:
+            changed.add(obj.user)
+    for user in changed:
+        if user in session.deleted:
+            continue
+        text = search_text_for(user)
+        if user.search_text != text:
+            user.search_text = text
 
 
 class UserEmail(db.Model):

@@ -5,11 +5,11 @@ from datetime import datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_
 from sqlalchemy.orm import defer
 
 from blueprints.auth.forms import PostForm
-from models import AuditEvent, SamlResponseLog, User, UserEmail, db, record_event, settings
+from models import AuditEvent, SamlResponseLog, User, db, record_event, settings
 from models.user import fold
 
 from . import bp
@@ -39,16 +39,7 @@ def search_users(filters: UserFilterForm):
     terms = (filters.q.data or "").split()
     # Every word must match somewhere, so "anna smith" finds given name Anna + family name Smith.
     for term in terms[:6]:
-        folded = fold(term)
-        email_match = select(UserEmail.user_id).where(UserEmail.value_key.contains(folded, autoescape=True))
-        query = query.filter(or_(
-            User.user_name_key.contains(folded, autoescape=True),
-            User.display_name.icontains(term, autoescape=True),
-            User.given_name.icontains(term, autoescape=True),
-            User.family_name.icontains(term, autoescape=True),
-            User.department.icontains(term, autoescape=True),
-            User.id.in_(email_match),
-        ))
+        query = query.filter(User.search_text.contains(fold(term), autoescape=True))
     if filters.status.data == "active":
         query = query.filter(User.active.is_(True))
     elif filters.status.data == "inactive":
