@@ -112,6 +112,8 @@ def body_for_log(raw: bytes | None) -> str | None:
         shown = json.dumps(redact(json.loads(raw)), ensure_ascii=False)
     except (ValueError, UnicodeDecodeError):
         shown = "[not JSON]"
+    except RecursionError:  # too deeply nested to parse (or to redact): still logged, as such
+        shown = "[JSON nested too deeply]"
     return shown if len(shown) <= BODY_LIMIT else shown[:BODY_LIMIT] + " [truncated]"
 
 

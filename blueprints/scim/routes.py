@@ -170,6 +170,8 @@ def body():
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidSyntax("The body is not valid JSON.") from None
+    except RecursionError:  # [[[[...]]]] thousands deep: the parser gives up; a client error, not a 500
+        raise InvalidSyntax("The body nests arrays or objects too deeply.") from None
 
 
 def context() -> service.Context:

@@ -249,7 +249,7 @@ def compare_column(column: _Column, op: str, value, name: str, dialect: str):
         escaped = _like_escape(value)
         pattern = {"co": f"%{escaped}%", "sw": f"{escaped}%", "ew": f"%{escaped}"}[op]
         condition = expr.like(pattern, escape="\\")
-        if column.case_exact and dialect == "sqlite":
+        if column.case_exact and dialect == "sqlite" and value:
             # SQLite's LIKE ignores ASCII case; caseExact attributes need an exact check too.
             condition = and_(condition, {
                 "co": func.instr(expr, value) > 0,
@@ -861,9 +861,23 @@ def group_document(group: Group) -> dict:
     return doc
 
 
+_MEMBER_IDS = (
+    select(Membership.group_id, Membership.user_id)
+    .where(Membership.group_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Membership.group_id, Membership.user_id)
+)
+
+
 def members_of(group_ids: list[str], ctx: Context, display: bool = False) -> dict[str, list[dict]]:
     if not group_ids:
         return {}
+    if not display:
+        # Ids only: read from the membership primary key alone, no join with users.
+        out: dict[str, list[dict]] = {gid: [] for gid in group_ids}
+        base = f"{ctx.base_url}/Users/"
+        for group_id, user_id in db.session.connection().execute(_MEMBER_IDS, {"ids": group_ids}):
+            out[group_id].append({"value": user_id, "$ref": base + user_id, "type": "User"})
+        return out
     rows = db.session.execute(
         select(Membership.group_id, User.id, User.display_name, User.given_name, User.family_name, User.user_name)
         .join(User, User.id == Membership.user_id).where(Membership.group_id.in_(group_ids))

@@ -260,3 +260,11 @@ def test_sql_agrees_with_reference(scim, people, expression):
     tree = F.parse_filter(expression)
     expected = {p["userName"] for p in PEOPLE if reference(tree, p)}
     assert names(scim, expression) == expected, expression
+
+
+def test_empty_operand_matches_every_value(scim, people):
+    # Found by the property test: "" is a prefix, suffix and substring of every string.
+    everyone_with_external_id = {"Alice@Example.com", "bob@example.com", "carol@sample.org", "erin@example.com"}
+    assert names(scim, 'externalId ew ""') == everyone_with_external_id
+    assert names(scim, 'externalId sw ""') == everyone_with_external_id
+    assert names(scim, 'externalId co ""') == everyone_with_external_id

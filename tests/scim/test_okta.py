@@ -162,3 +162,17 @@ def test_okta_delete_user_removes_memberships(scim, app):
     with app.app_context():
         assert Membership.query.filter_by(user_id=user["id"]).count() == 0
         assert db.session.get(Group, group["id"]).version > 1
+
+
+def test_okta_import_pagination(scim):
+    """Okta's user import walks /Users with startIndex/count until it has totalResults."""
+    created = {scim.create_user(f"import{i}@okta.local")["id"] for i in range(7)}
+    seen, start = [], 1
+    while True:
+        page = scim.get(f"Users?startIndex={start}&count=3").get_json()
+        assert page["totalResults"] == 7 and page["startIndex"] == start
+        seen += [r["id"] for r in page["Resources"]]
+        start += page["itemsPerPage"]
+        if start > page["totalResults"] or not page["Resources"]:
+            break
+    assert seen and len(seen) == len(set(seen)) and set(seen) == created
