@@ -1,7 +1,7 @@
 """Error pages: HTML for people, JSON for API clients, never a traceback."""
 from __future__ import annotations
 
-from flask import jsonify, make_response, render_template
+from flask import current_app, jsonify, make_response, render_template, request, session
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -30,6 +30,16 @@ def _render(status: int, message: str | None = None):
     return make_response(render_template("errors/error.html", status=status, message=message), status)
 
 
+def _discard_session_changes() -> None:
+    """A failed request's database changes were rolled back; its session changes must not reach
+    the browser either. Otherwise a sign-in whose commit failed (no audit event, no last-login)
+    still sends a signed-in cookie. The session goes back to what the request arrived with."""
+    arrived = current_app.session_interface.open_session(current_app, request)
+    session.clear()
+    session.update(arrived or {})
+    session.modified = False  # the content is what the browser already holds: nothing to send
+
+
 def init_app(app):
     @app.errorhandler(CSRFError)
     def csrf_error(error):
@@ -47,11 +57,13 @@ def init_app(app):
     @app.errorhandler(OperationalError)
     def database_unavailable(error):
         db.session.rollback()
+        _discard_session_changes()
         app.logger.error("database unavailable: %s", error.orig.__class__.__name__ if error.orig else error)
         return _render(503)
 
     @app.errorhandler(Exception)
     def unexpected_error(error):
         db.session.rollback()
+        _discard_session_changes()
         app.logger.exception("unhandled error")
         return _render(500)

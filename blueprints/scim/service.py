@@ -78,7 +78,9 @@ def build_query(args) -> Query:
         raise InvalidValue("sortOrder must be ascending or descending.")
     return Query(
         filter=args.get("filter") or None,
-        start_index=max(start, 1),  # RFC 7644 §3.4.2.4: below 1 means 1
+        # RFC 7644 §3.4.2.4: below 1 means 1. Above 2**31 no set reaches: capped, since a 64-bit
+        # overflow reached the driver as a 500 (found by tests/security/test_scim_fuzz.py).
+        start_index=min(max(start, 1), 2**31),
         count=min(max(count, 0), MAX_COUNT),  # negative means 0; above the maximum means the maximum
         sort_by=(args.get("sortBy") or None),
         sort_order=order,
