@@ -37,8 +37,10 @@ class RenameForm(FlaskForm):
 
 def _page(token_form=None, new_token=None, status=200):
     values = settings.section("scim")
-    settings_form = ScimSettingsForm(data={"enabled": values["enabled"],
-                                           "local_group_conflict": values["local_group_conflict"]})
+    # formdata=None: this page is also the answer to the token POST, whose form has no "enabled"
+    # box; read from it, the box would show SCIM off (and a Save would turn it off).
+    settings_form = ScimSettingsForm(formdata=None, data={"enabled": values["enabled"],
+                                                          "local_group_conflict": values["local_group_conflict"]})
     tokens = ScimToken.query.order_by(ScimToken.revoked_at.isnot(None), ScimToken.created_at.desc()).all()
     requests = (ScimRequestLog.query.order_by(ScimRequestLog.id.desc())
                 .limit(values["flight_recorder_size"]).all())

@@ -211,7 +211,8 @@ class IdPServer:
             with self._lock:
                 del self.pending[request.form["pending"]]
             sid = secrets.token_urlsafe(16)
-            self.sessions[sid] = user.username
+            with self._lock:
+                self.sessions[sid] = user.username
             reply = answer(pending, user)
             reply.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="Lax")
             return reply

@@ -17,8 +17,8 @@ def save_password_switch(page, on: bool) -> str:
     """Set "Allow email + password sign-in" and save; returns the flash messages shown."""
     card = page.locator("section.card", has=page.get_by_role("heading", name="Email + password form"))
     card.get_by_label("Allow email + password sign-in").set_checked(on)
-    card.get_by_role("button", name="Save").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():  # the flashes are read from the page that answers the POST
+        card.get_by_role("button", name="Save").click()
     return page.locator("main .flash").all_inner_texts()
 
 

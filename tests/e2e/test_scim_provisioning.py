@@ -33,9 +33,10 @@ def test_scim_token_provisioning_and_deactivation(app, make_user, live_server, i
     assert page.locator("#scim-base-url").inner_text() == live_server.url + "/api/scim/v2"
     page.get_by_label("Token name").fill("Okta")
     page.get_by_role("button", name="Generate token").click()
-    page.wait_for_load_state()
     token = page.locator("#new-token").inner_text().strip()
     assert page.locator("#new-token-bearer").inner_text().strip() == "Bearer " + token  # the guide's API Token
+    # The page answering the token POST still shows SCIM's real setting (on by default).
+    assert page.get_by_label("Accept SCIM provisioning from the IdP").is_checked()
     shoot(page, "scim-token-shown-once")
     page.goto(live_server.url + "/admin/provisioning")  # shown once: the page, opened again, does not show it
     assert page.locator("#new-token").count() == 0 and token not in page.content()
