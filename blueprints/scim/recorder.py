@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import unquote_plus
 
 from sqlalchemy import bindparam, select, text, update
 
@@ -105,6 +106,18 @@ def redact(value):
     return value
 
 
+def path_for_log(full_path: str) -> str:
+    """The request path with secret-looking query values (``?access_token=...``) redacted."""
+    path, sep, query = full_path.partition("?")
+    if not sep:
+        return full_path[:2048]
+    parts = []
+    for item in query.split("&"):
+        name, eq, _value = item.partition("=")
+        parts.append(f"{name}=[redacted]" if eq and SECRET_KEYS.search(unquote_plus(name)) else item)
+    return (path + "?" + "&".join(parts))[:2048]
+
+
 def body_for_log(raw: bytes | None) -> str | None:
     if not raw:
         return None
@@ -130,7 +143,7 @@ def record(*, token: "TokenInfo | None", method: str, path: str, status: int, du
     now = utcnow()
     values = dict(
         created_at=now, token_id=token.id if token else None, token_name=token.name if token else None,
-        method=method, path=path[:2048], status=status, duration_ms=round(duration_ms, 2), error=error,
+        method=method, path=path_for_log(path), status=status, duration_ms=round(duration_ms, 2), error=error,
         request_body=body_for_log(request_body), response_body=body_for_log(response_body),
     )
     if dialect == "postgresql":

@@ -504,3 +504,12 @@ def test_base_url_pasted_with_a_trailing_slash_still_works(scim, client):
     denied = client.get("/api/scim/v2//Users")
     assert denied.status_code == 401 and denied.get_json()["status"] == "401"
     assert scim.get("/api/scim/v2/").status_code == 404
+
+
+def test_secret_query_parameters_are_not_logged(app, client, scim_token):
+    client.get(f"{BASE}/Users?access_token={scim_token}&count=1")
+    client.get(f"{BASE}/Users?count=1&Password=hunter2", headers={"Authorization": f"Bearer {scim_token}"})
+    with app.app_context():
+        paths = [row.path for row in ScimRequestLog.query.order_by(ScimRequestLog.id)]
+    assert paths == ["/api/scim/v2/Users?access_token=[redacted]&count=1",
+                     "/api/scim/v2/Users?count=1&Password=[redacted]"]
