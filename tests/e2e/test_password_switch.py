@@ -13,7 +13,7 @@ from .steps import (ADMIN_LOGIN, ADMIN_PASSWORD, SSO_LABEL, make_admin, okta_use
 pytestmark = pytest.mark.browser
 
 
-def save_password_switch(page, on: bool) -> str:
+def save_password_switch(page, on: bool) -> list[str]:
     """Set "Allow email + password sign-in" and save; returns the flash messages shown."""
     card = page.locator("section.card", has=page.get_by_role("heading", name="Email + password form"))
     card.get_by_label("Allow email + password sign-in").set_checked(on)
