@@ -513,3 +513,11 @@ def test_secret_query_parameters_are_not_logged(app, client, scim_token):
         paths = [row.path for row in ScimRequestLog.query.order_by(ScimRequestLog.id)]
     assert paths == ["/api/scim/v2/Users?access_token=[redacted]&count=1",
                      "/api/scim/v2/Users?count=1&Password=[redacted]"]
+
+
+def test_huge_start_index_is_an_empty_page(scim):
+    scim.create_user("one@example.com")
+    page = scim.get("Users?startIndex=99999999999999999999&count=5").get_json()
+    assert page["totalResults"] == 1 and page["Resources"] == [] and page["itemsPerPage"] == 0
+    assert scim.get("Groups?startIndex=99999999999999999999").status_code == 200
+    assert scim.get("Users?count=99999999999999999999").status_code == 200
