@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 ## make run: set everything up, migrate the SQLite database, start Lobby on http://127.0.0.1:5000
 run: system-packages $(VENV)/.runtime-installed
-	$(BIN)/flask db upgrade heads
+	$(BIN)/flask db upgrade
 	@$(BIN)/flask setup-code
 	$(BIN)/flask run --host $(HOST) --port $(PORT)
 
