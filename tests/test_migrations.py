@@ -48,3 +48,13 @@ def test_migrations_on_empty_postgresql(tmp_path):
         with server.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         server.dispose()
+
+
+def test_migrations_have_one_head(tmp_path):
+    """`flask db upgrade` (as the README says) refuses to run when the history has forked."""
+    from alembic.script import ScriptDirectory
+    app = create_app(TestConfig(f"sqlite:///{tmp_path / 'heads.db'}", str(tmp_path)))
+    with app.app_context():
+        config = app.extensions["migrate"].migrate.get_config()
+        heads = ScriptDirectory.from_config(config).get_heads()
+    assert len(heads) == 1, f"migrations fork into {heads}: add a merge revision"
