@@ -119,6 +119,9 @@ def tokenize(text: str) -> list[Token]:
                 value = json.loads(raw)
             except ValueError:
                 raise InvalidFilter(f"Malformed string {raw} at position {pos + 1} of the filter.") from None
+            if "\x00" in value:  # no attribute can hold a NUL (PostgreSQL refuses it outright)
+                raise InvalidFilter(f"The string at position {pos + 1} of the filter contains a NUL character "
+                                    "(\\u0000), which no attribute can hold.")
             tokens.append(Token(kind, raw, value, pos))
         elif kind == "number":
             value = json.loads(raw)
@@ -154,6 +157,8 @@ class _Parser:
             raise InvalidFilter("The filter is empty.")
         if len(text) > MAX_FILTER_LENGTH:
             raise InvalidFilter(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
+        if "\x00" in text:  # no attribute can hold a NUL (PostgreSQL refuses it outright)
+            raise InvalidFilter("The filter contains a NUL character, which no attribute can hold.")
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0

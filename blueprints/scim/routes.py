@@ -15,7 +15,7 @@ from models.scim_token import TOKEN_PREFIX
 from . import PREFIX, bp
 from . import recorder, service
 from .errors import (Forbidden, InvalidSyntax, MethodNotAllowed, NotFound, NotImplementedFeature, PayloadTooLarge,
-                     RateLimited, ScimError, Unauthorized)
+                     InvalidValue, RateLimited, ScimError, Unauthorized)
 from .schemas import SCHEMAS, resource_types, service_provider_config
 
 SCIM_JSON = "application/scim+json"
@@ -105,6 +105,9 @@ def authenticate():
     if gate.retry_after is not None:
         raise RateLimited(f"Too many requests with this token; try again in {gate.retry_after} seconds.",
                           headers={"Retry-After": str(gate.retry_after)})
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+        # An id or query value with a NUL can match nothing (PostgreSQL refuses it in text).
+        raise InvalidValue("The URL contains a NUL character (%00), which no id or attribute can hold.")
     return None
 
 
@@ -118,7 +121,8 @@ def keep_record(response: Response):
         error = f"HTTP {response.status_code}"
     try:
         recorder.record(
-            token=g.get("scim_token"), method=request.method, path=request.full_path.rstrip("?"),
+            token=g.get("scim_token"), method=request.method,
+            path=request.full_path.rstrip("?").replace("\x00", "%00"),
             status=response.status_code, duration_ms=(time.perf_counter() - started) * 1000, error=error,
             request_body=request.get_data(cache=True) if request.method in ("POST", "PUT", "PATCH") else None,
             # A successful read's answer is the data itself; logging it costs time and shows nothing new.
@@ -167,11 +171,25 @@ def body():
     if not raw:
         raise InvalidSyntax("The request has no body; send a JSON object.")
     try:
-        return json.loads(raw)
+        parsed = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidSyntax("The body is not valid JSON.") from None
     except RecursionError:  # [[[[...]]]] thousands deep: the parser gives up; a client error, not a 500
         raise InvalidSyntax("The body nests arrays or objects too deeply.") from None
+    if (b"\\u0000" in raw or b"\x00" in raw) and _holds_nul(parsed):
+        # No attribute can hold a NUL, and PostgreSQL refuses one in text: say so instead of failing.
+        raise InvalidValue("A value in the body contains a NUL character (\\u0000), which no attribute can hold.")
+    return parsed
+
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def context() -> service.Context:

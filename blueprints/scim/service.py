@@ -676,6 +676,8 @@ def _user_name_lookup(query: Query) -> list[User] | None:
         value = json.loads(match.group(1))
     except ValueError:
         return None
+    if "\x00" in value:
+        return None  # the full parser refuses it with a clear invalidFilter
     return db.session.execute(_BY_USER_NAME, {"key": fold(value)}).unique().scalars().all()
 
 
