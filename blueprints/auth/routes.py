@@ -48,7 +48,8 @@ def process_cache() -> dict:
 
 # --- first run ---------------------------------------------------------------------------
 
-_SETUP_EXEMPT_PREFIXES = ("/setup", "/static/", "/api/", "/internal-api/", "/auth/saml2")
+# /login stays reachable (it says set-up is pending) so that a health check on it answers 200.
+_SETUP_EXEMPT_PREFIXES = ("/setup", "/login", "/static/", "/api/", "/internal-api/", "/auth/saml2")
 
 
 @bp.before_app_request
@@ -147,7 +148,8 @@ def login():
                 return redirect(safe_next_path(form.next.data))
         else:
             status = 400
-    return render_template("auth/login.html", form=form, providers=providers,
+    setup_pending = not process_cache().get("setup_done") and not admin_exists()
+    return render_template("auth/login.html", form=form, providers=providers, setup_pending=setup_pending,
                            password_allowed=password_allowed, next_path=next_path), status
 
 

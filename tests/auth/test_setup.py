@@ -13,9 +13,20 @@ def _setup_form(client, code, **overrides):
 
 
 def test_fresh_install_sends_every_page_to_setup(client):
-    for path in ("/", "/login", "/admin"):
+    for path in ("/", "/admin", "/admin/users"):
         response = client.get(path)
         assert response.status_code == 302 and response.headers["Location"].endswith("/setup")
+
+
+def test_fresh_install_login_page_answers_and_points_to_setup(client):
+    response = client.get("/login")
+    assert response.status_code == 200
+    assert "Lobby is not set up yet" in response.get_data(as_text=True)
+    assert 'href="/setup"' in response.get_data(as_text=True)
+
+
+def test_login_page_drops_the_set_up_notice_once_an_admin_exists(client, admin):
+    assert "not set up yet" not in client.get("/login").get_data(as_text=True)
 
 
 def test_setup_with_the_right_code_creates_the_first_admin(app, client, caplog):
