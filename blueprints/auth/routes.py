@@ -55,15 +55,17 @@ _SETUP_EXEMPT_PREFIXES = ("/setup", "/login", "/static/", "/api/", "/internal-ap
 @bp.before_app_request
 def require_first_admin():
     """Until an admin exists, every page leads to the set-up page."""
-    cache = process_cache()
-    if cache.get("setup_done"):
-        return None
-    if request.path.startswith(_SETUP_EXEMPT_PREFIXES):
-        return None
-    if admin_exists():
-        cache["setup_done"] = True
+    if request.path.startswith(_SETUP_EXEMPT_PREFIXES) or setup_done():
         return None
     return redirect(url_for("auth.setup"))
+
+
+def setup_done() -> bool:
+    """Whether an admin exists; once true it stays true, so each process asks only until then."""
+    cache = process_cache()
+    if not cache.get("setup_done") and admin_exists():
+        cache["setup_done"] = True
+    return bool(cache.get("setup_done"))
 
 
 def announce_setup_code() -> str:
@@ -78,7 +80,7 @@ def announce_setup_code() -> str:
 
 @bp.route("/setup", methods=["GET", "POST"])
 def setup():
-    if process_cache().get("setup_done") or admin_exists():
+    if setup_done():
         return redirect(url_for("auth.login"))
     expected = announce_setup_code()
     form = SetupForm()
@@ -148,7 +150,7 @@ def login():
                 return redirect(safe_next_path(form.next.data))
         else:
             status = 400
-    setup_pending = not process_cache().get("setup_done") and not admin_exists()
+    setup_pending = not setup_done()
     return render_template("auth/login.html", form=form, providers=providers, setup_pending=setup_pending,
                            password_allowed=password_allowed, next_path=next_path), status
 
