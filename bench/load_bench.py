@@ -134,18 +134,8 @@ def deep_page_paths(users: int) -> list[str]:
 
 
 def add_member_median(port: int, token: str, group_id: str, users: list[str]) -> float:
-    from bench.scim_bench import Client
-    client = Client(port, token)
-    timings = []
-    for index, user_id in enumerate(users):
-        body = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}]}
-        started = time.perf_counter()
-        status, data = client.send("PATCH", f"/Groups/{group_id}?excludedAttributes=members", body)
-        if status != 200:
-            raise RuntimeError(f"PATCH member: {status} {data[:200]!r}")
-        if index >= 5:  # the first few warm the worker up
-            timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+    from bench.scim_bench import add_member_timings
+    return add_member_timings(port, token, group_id, users, "?excludedAttributes=members")
 
 
 def prepare_acs(port: int, base: str, app, count: int) -> list[bytes]:
