@@ -35,11 +35,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/pyth
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime-installed
 
-# Debian packages: installed when missing, as root or through password-less sudo.
+# Debian packages: installed when missing, as root or through password-less sudo
+# (waiting up to 5 minutes for another apt run, e.g. unattended upgrades, to finish).
 define apt_install
 	if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
 	  echo "Lobby needs the Debian package(s) $(1): run 'sudo apt-get install $(1)'."; exit 1; fi; \
-	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null
+	$$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq $(1) >/dev/null
 endef
 
 # pysaml2 verifies XML signatures with the xmlsec1 program.

@@ -98,6 +98,7 @@ def make_app(database_url, tmp_path_factory):
     ``fresh=True`` builds a new one (for a test that changes the app itself).
     """
     used = []
+    fresh_apps = []
 
     def _make(fresh: bool = False, **overrides):
         key = (database_url, tuple(sorted(overrides.items())))
@@ -106,7 +107,9 @@ def make_app(database_url, tmp_path_factory):
         taken = sum(1 for app in used if app in pool)
         if fresh or taken >= len(pool):
             app = create_app(TestConfig(database_url, str(tmp_path_factory.mktemp("instance")), **overrides))
-            if not fresh:
+            if fresh:
+                fresh_apps.append(app)
+            else:
                 pool.append(app)
         else:
             app = pool[taken]
@@ -117,6 +120,24 @@ def make_app(database_url, tmp_path_factory):
     yield _make
     if used:
         wipe(used[0])
+    # A fresh app is dropped after its test: close its pooled connections now, or
+    # the garbage collector closes them later, in whichever test is running then.
+    for app in fresh_apps:
+        _dispose(app)
+
+
+def _dispose(app) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_cached_apps():
+    yield
+    for pool in _APPS.values():
+        for app in pool:
+            _dispose(app)
 
 
 @pytest.fixture
