@@ -17,9 +17,11 @@ def create_app(config: Config | None = None) -> Flask:
         app.logger.setLevel(logging.INFO)
 
     from blueprints import csrf, login_manager, migrate
-    from models import db
+    from models import db, install_idle_ping
 
     db.init_app(app)
+    with app.app_context():  # the engine object only: no connection is made here
+        install_idle_ping(db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     login_manager.init_app(app)

@@ -75,7 +75,8 @@ class Config:
 
         database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'lobby.db'}"
         self.SQLALCHEMY_DATABASE_URI = normalise_database_url(database_url)
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # No pool_pre_ping: create_app installs a ping for connections that sat idle (models.install_idle_ping).
+        self.SQLALCHEMY_ENGINE_OPTIONS = {}
         if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
             # How long a writer waits for SQLite's lock before giving up (then: 503, not a traceback).
             self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] = {
@@ -104,6 +105,10 @@ class Config:
         self.TRUSTED_PROXIES = int(env.get("TRUSTED_PROXIES", 0))
 
         self.SCIM_RATE_LIMIT_PER_MINUTE = int(env.get("SCIM_RATE_LIMIT_PER_MINUTE", 6000))
+        # SCIM request-log rows are written in batches: at most this many seconds late (0: each at once) ...
+        self.SCIM_LOG_FLUSH_SECONDS = float(env.get("SCIM_LOG_FLUSH_SECONDS", 1.0))
+        # ... or when this many are waiting. A failed request's row is written at once.
+        self.SCIM_LOG_BATCH = int(env.get("SCIM_LOG_BATCH", 200))
         self.PASSWORD_HASH_METHOD = "scrypt"
         self.TESTING = _flag("LOBBY_TESTING")
 
@@ -131,5 +136,7 @@ class TestConfig(Config):
             self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"]["timeout"] = busy_timeout
         # Tests create many users: a cheap hash keeps the suite fast (production keeps scrypt).
         self.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+        # Each SCIM request's log row is written with it, so a test reads it straight after.
+        self.SCIM_LOG_FLUSH_SECONDS = 0.0
         for key, value in overrides.items():
             setattr(self, key, value)

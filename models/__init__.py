@@ -1,12 +1,15 @@
 """Lobby's data model: one module per aggregate, all sharing one ``db``."""
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timezone
 
+from flask import g, has_request_context
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 
 # Deterministic constraint names, so migrations read the same on SQLite and PostgreSQL.
 NAMING = {
@@ -51,8 +54,55 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 @event.listens_for(Engine, "begin")
 def _sqlite_begin_immediate(conn):
-    if conn.dialect.name == "sqlite":
+    if conn.dialect.name == "sqlite" and conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reads_only() -> None:
+    """Declare, before its first query, that the current request only reads the database.
+
+    Its statements then run without a transaction (autocommit): on PostgreSQL that saves
+    the BEGIN and ROLLBACK round trips, on SQLite the write lock every transaction here
+    takes up front (WAL lets readers run beside the one writer). Each statement still
+    reads a consistent state; several statements may see different moments.
+    """
+    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    g.lobby_reads_only = True
+
+
+def will_write() -> None:
+    """About to write after ``reads_only``: hand back the autocommit connection, so that the
+    next statement runs in a transaction (on SQLite, one that holds the write lock)."""
+    if has_request_context() and g.pop("lobby_reads_only", False):
+        db.session.commit()
+
+
+IDLE_PING_SECONDS = 5.0
+
+
+def install_idle_ping(engine) -> None:
+    """Check a pooled connection that sat idle for a while before handing it out.
+
+    A server restart or a network timeout kills idle connections; this finds them
+    before a request does. A connection in steady use is not pinged (SQLAlchemy's
+    ``pool_pre_ping`` costs a round trip on every checkout); if its server goes away
+    mid-use, the failing request answers 503 and the pool drops every connection of it.
+    """
+    @event.listens_for(engine, "checkin")
+    def _idle_since(dbapi_connection, record):
+        record.info["lobby_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, proxy):
+        since = record.info.get("lobby_idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(f"idle connection is gone: {type(error).__name__}") from error
+        if not alive:
+            raise DisconnectionError("idle connection is gone")
 
 
 from .user import User, UserEmail  # noqa: E402
@@ -66,7 +116,7 @@ from .throttle import LoginFailure  # noqa: E402
 from .flight import SamlResponseLog, ScimRequestLog  # noqa: E402
 
 __all__ = [
-    "db", "utcnow", "new_id",
+    "db", "utcnow", "new_id", "reads_only", "will_write", "install_idle_ping",
     "User", "UserEmail", "Group", "Membership", "Identity", "Setting", "settings",
     "ScimToken", "AuditEvent", "record_event", "SamlOutstandingRequest", "SamlSeenAssertion",
     "LoginFailure", "SamlResponseLog", "ScimRequestLog",

@@ -72,3 +72,24 @@ def test_unreachable_database_gives_a_503(tmp_path):
         response = app.test_client().get("/login", headers={"Accept": accept})
         assert response.status_code == 503 and response.mimetype == kind
         assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_a_connection_that_died_while_idle_is_replaced_before_a_request_uses_it(make_app, backend, monkeypatch):
+    """A pooled connection idle for a while is pinged on checkout (models.install_idle_ping):
+    one its server dropped (a restart, a timeout) is replaced, not handed to a request."""
+    if backend != "postgresql":
+        pytest.skip("a server-side disconnect is PostgreSQL's; SQLite has no server")
+    import models
+    from sqlalchemy import create_engine, text
+    app = make_app(fresh=True)
+    with app.app_context():
+        killed = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        db.session.remove()  # back into the pool, idle
+        killer = create_engine(db.engine.url, isolation_level="AUTOCOMMIT")
+        with killer.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed}).scalar()
+        killer.dispose()
+        monkeypatch.setattr(models, "IDLE_PING_SECONDS", 0.0)  # "idle for a while" is now
+        served = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        db.session.remove()
+    assert served != killed

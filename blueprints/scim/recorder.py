@@ -1,25 +1,30 @@
 """Per-request bookkeeping kept in the database: the rate limit, the request log, last use.
 
-Everything here is shared by all app processes through the database (Lobby keeps no
-state in a process). The rate limit is a fixed one-minute window per token: the check
-before a request is a read, and the count goes up with the request log after it, in
-one small transaction. Requests already in flight when a token reaches its limit still
-finish, so a burst can overshoot by at most the number of concurrent requests — an
-approximation that costs no extra commit per request.
+All of it is shared by the app processes through the database. The rate limit is a
+fixed one-minute window per token: the check before a request reads the window and
+adds the requests this process has not written yet; the count goes up when the
+process writes its queued log rows (class Pending), in one small transaction per
+batch. Other processes' unwritten requests (at most one flush interval's worth) and
+requests already in flight are not seen, so a burst can overshoot the limit by that
+much: an approximation that keeps bookkeeping from costing a commit per request.
 """
 from __future__ import annotations
 
+import atexit
 import hmac
 import json
+import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import unquote_plus
 
-from sqlalchemy import bindparam, select, text, update
+from flask import current_app
+from sqlalchemy import bindparam, select, text
 
-from models import ScimRequestLog, ScimToken, Setting, db, settings, utcnow
+from models import ScimRequestLog, ScimToken, Setting, db, settings, utcnow, will_write
 from models.scim_token import ScimRateWindow, hash_token
 from models.setting import DEFINITIONS
 
@@ -51,26 +56,6 @@ _GATE = (
     .where(ScimToken.token_hash == bindparam("digest"))
 )
 
-# PostgreSQL: the log row, the rate-limit count and "no disk flush for this commit" in one round trip.
-_RECORD_PG = text("""
-WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting),
-counted AS (
-    INSERT INTO scim_rate_windows (token_id, minute, count)
-    SELECT :token_id, :minute, 1 WHERE CAST(:token_id AS INTEGER) IS NOT NULL
-    ON CONFLICT (token_id) DO UPDATE SET
-        count = CASE WHEN scim_rate_windows.minute = EXCLUDED.minute THEN scim_rate_windows.count + 1 ELSE 1 END,
-        minute = EXCLUDED.minute
-    RETURNING token_id
-)
-INSERT INTO scim_request_log (created_at, token_id, token_name, method, path, status, duration_ms, error,
-                              request_body, response_body)
-SELECT :created_at, :token_id, :token_name, :method, :path, :status, :duration_ms, :error,
-       :request_body, :response_body
-FROM relaxed
-RETURNING id
-""")
-
-
 @dataclass
 class Gate:
     """What decides whether a request may go on, read in one query."""
@@ -93,7 +78,8 @@ def check_gate(presented: str, limit: int) -> Gate:
     on = DEFINITIONS["scim"]["enabled"].default if setting is None else bool(setting)
     wait = None
     now = time.time()
-    if limit > 0 and row.minute == current_minute(now) and (row.count or 0) >= limit:
+    minute = current_minute(now)
+    if limit > 0 and (row.count or 0) * (row.minute == minute) + pending().counted(row.id, minute) >= limit:
         wait = max(1, int(60 - now % 60) + 1)
     return Gate(TokenInfo(row), on, wait)
 
@@ -130,54 +116,163 @@ def body_for_log(raw: bytes | None) -> str | None:
     return shown if len(shown) <= BODY_LIMIT else shown[:BODY_LIMIT] + " [truncated]"
 
 
+class Pending:
+    """This process's request-log rows not yet in the database, written in batches.
+
+    One transaction per request for bookkeeping costs more than the lookup it records
+    (and on SQLite it makes every read take the write lock), so rows wait here until the
+    batch is full, the oldest is ``SCIM_LOG_FLUSH_SECONDS`` old (a background thread
+    looks every interval), a request fails (an error is shown at once), or the process
+    exits. With the setting at 0 every request writes its own row, as the tests do.
+    A crash loses at most one interval of log rows; never a provisioning change.
+    """
+
+    def __init__(self, app, interval: float, batch: int):
+        self.app, self.interval, self.batch = app, interval, max(1, batch)
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.rows: list[dict] = []
+        self.oldest = 0.0
+        self.thread: threading.Thread | None = None
+
+    def add(self, row: dict, urgent: bool) -> bool:
+        """Queue ``row``; True when the caller should write the queue now."""
+        with self.lock:
+            self.rows.append(row)
+            if len(self.rows) == 1:
+                self.oldest = time.monotonic()
+            due = (urgent or self.interval <= 0 or len(self.rows) >= self.batch
+                   or time.monotonic() - self.oldest >= self.interval)
+        if not due and self.thread is None:
+            self._start_thread()
+        return due
+
+    def take(self) -> list[dict]:
+        with self.lock:
+            rows, self.rows = self.rows, []
+        return rows
+
+    def put_back(self, rows: list[dict]) -> None:
+        """Rows whose write failed wait for the next try, unless too many have piled up."""
+        with self.lock:
+            if len(self.rows) + len(rows) <= MAX_PENDING:
+                self.rows[:0] = rows
+                self.oldest = time.monotonic()
+
+    def counted(self, token_id: int, minute: int) -> int:
+        """Requests of ``token_id`` in ``minute`` that the database does not know of yet."""
+        with self.lock:
+            return sum(1 for row in self.rows if row["token_id"] == token_id and row["minute"] == minute)
+
+    def _start_thread(self) -> None:
+        with self.lock:
+            if self.thread is not None:
+                return
+            self.thread = threading.Thread(target=self._run, name="lobby-scim-log", daemon=True)
+        self.thread.start()
+        atexit.register(self.flush_now)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            with self.lock:
+                due = bool(self.rows) and time.monotonic() - self.oldest >= self.interval
+            if due:
+                self.flush_now()
+
+    def flush_now(self) -> None:
+        """Write the queue from outside a request (the background thread, process exit)."""
+        try:
+            with self.app.app_context():
+                write_pending(self)
+        except Exception:  # never let the log thread die; the next interval tries again
+            self.app.logger.exception("could not write the SCIM request log")
+
+
+MAX_PENDING = 5000
+
+
+def pending() -> Pending:
+    """This process's queue for the current app (made on first use, and again after a fork)."""
+    app = current_app._get_current_object()
+    queue = app.extensions.get("lobby.scim_log")
+    if queue is None or queue.pid != os.getpid():
+        queue = Pending(app, float(app.config.get("SCIM_LOG_FLUSH_SECONDS", 1.0)),
+                        int(app.config.get("SCIM_LOG_BATCH", 200)))
+        app.extensions["lobby.scim_log"] = queue
+    return queue
+
+
 def record(*, token: "TokenInfo | None", method: str, path: str, status: int, duration_ms: float,
            error: str | None, request_body: bytes | None, response_body: bytes | None) -> None:
-    """Write the request log row, count the request, note the token's last use; commit.
+    """Queue the request-log row (with the rate-limit count and the token's last use) and write
+    the queue when it is due.
 
     Error handlers have already rolled back a failed request's work, and a successful
-    write has committed, so this continues whatever (read-only) transaction is open.
+    write has committed, so a write here continues whatever (read-only) transaction is open.
     """
-    session = db.session
-    connection = session.connection()
-    dialect = connection.dialect.name
-    now = utcnow()
-    values = dict(
-        created_at=now, token_id=token.id if token else None, token_name=token.name if token else None,
+    row = dict(
+        created_at=utcnow(), token_id=token.id if token else None, token_name=token.name if token else None,
         method=method, path=path_for_log(path), status=status, duration_ms=round(duration_ms, 2), error=error,
         request_body=body_for_log(request_body), response_body=body_for_log(response_body),
+        minute=current_minute(),
     )
-    if dialect == "postgresql":
-        # Bookkeeping may be lost in a crash; it is not worth a disk flush per request.
-        entry_id = connection.execute(_RECORD_PG, {**values, "minute": current_minute()}).scalar()
-    else:
-        if token is not None:
-            connection.execute(_count_statement(dialect, token.id))
-        entry_id = connection.execute(ScimRequestLog.__table__.insert().returning(ScimRequestLog.id), values).scalar()
-    if token is not None and (token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION):
-        connection.execute(update(ScimToken.__table__).where(ScimToken.__table__.c.id == token.id)
-                           .values(last_used_at=now))
-    log = ScimRequestLog.__table__
-    if entry_id % 10 == 0:
-        keep = settings_size()
-        connection.execute(log.delete().where(log.c.id <= entry_id - keep))
-    session.commit()
+    queue = pending()
+    if queue.add(row, urgent=status >= 400):
+        write_pending(queue)
+
+
+_LOG_COLUMNS = ("created_at", "token_id", "token_name", "method", "path", "status", "duration_ms", "error",
+                "request_body", "response_body")
+_RELAX_PG = text("SELECT set_config('synchronous_commit', 'off', true)")
+# Adds a batch's requests to the token's window; a window another process already moved on is left alone.
+_COUNT = text("""
+INSERT INTO scim_rate_windows (token_id, minute, count) VALUES (:token_id, :minute, :n)
+ON CONFLICT (token_id) DO UPDATE SET
+    count = CASE WHEN scim_rate_windows.minute = excluded.minute
+                 THEN scim_rate_windows.count + excluded.count ELSE excluded.count END,
+    minute = excluded.minute
+WHERE excluded.minute >= scim_rate_windows.minute
+""")
+_TOUCH = text("UPDATE scim_tokens SET last_used_at = :now WHERE id = :id "
+              "AND (last_used_at IS NULL OR last_used_at <= :stale)")
+
+
+def write_pending(queue: Pending) -> None:
+    """Write every queued row, the rate-limit counts and last-use times in one transaction."""
+    rows = queue.take()
+    if not rows:
+        return
+    will_write()
+    session = db.session
+    try:
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            # Bookkeeping may be lost in a crash; it is not worth a disk flush.
+            connection.execute(_RELAX_PG)
+        log = ScimRequestLog.__table__
+        result = connection.execute(log.insert().returning(log.c.id),
+                                    [{k: row[k] for k in _LOG_COLUMNS} for row in rows])
+        ids = result.scalars().all()
+        counts: dict[tuple[int, int], int] = {}
+        last_use: dict[int, object] = {}
+        for row in rows:
+            if row["token_id"] is not None:
+                key = (row["token_id"], row["minute"])
+                counts[key] = counts.get(key, 0) + 1
+                last_use[row["token_id"]] = max(row["created_at"], last_use.get(row["token_id"], row["created_at"]))
+        for (token_id, minute), n in sorted(counts.items(), key=lambda item: item[0][1]):
+            connection.execute(_COUNT, {"token_id": token_id, "minute": minute, "n": n})
+        for token_id, when in last_use.items():
+            connection.execute(_TOUCH, {"id": token_id, "now": when, "stale": when - LAST_USED_RESOLUTION})
+        if ids and max(ids) // 10 > (min(ids) - 1) // 10:  # about every tenth row
+            connection.execute(log.delete().where(log.c.id <= max(ids) - settings_size()))
+        session.commit()
+    except Exception:
+        session.rollback()
+        queue.put_back(rows)
+        raise
 
 
 def settings_size() -> int:
     return max(1, settings.get("scim", "flight_recorder_size"))
-
-
-def _count_statement(dialect: str, token_id: int):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    from sqlalchemy import case
-
-    minute = current_minute()
-    table = ScimRateWindow.__table__
-    statement = insert(table).values(token_id=token_id, minute=minute, count=1)
-    return statement.on_conflict_do_update(
-        index_elements=["token_id"],
-        set_={"count": case((table.c.minute == minute, table.c.count + 1), else_=1), "minute": minute},
-    )

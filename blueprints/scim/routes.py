@@ -9,7 +9,7 @@ from flask import Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from models import db
+from models import db, reads_only
 from models.scim_token import TOKEN_PREFIX
 
 from . import PREFIX, bp
@@ -81,6 +81,8 @@ def unmatched_scim_urls():
 def authenticate():
     g.scim_started = time.perf_counter()
     g.scim_token = None
+    if request.method in ("GET", "HEAD"):
+        reads_only()  # a read need not wait for SQLite's write lock
     length = request.content_length
     if length is not None and length > current_app.config.get("MAX_CONTENT_LENGTH", 2 * 1024 * 1024):
         raise PayloadTooLarge(f"The body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes.")

@@ -648,7 +648,10 @@ def idp_visible():
 def groups_of(user_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
     if not user_ids:
         return {}
-    rows = db.session.connection().execute(_GROUPS_OF, {"ids": user_ids}).all()
+    if len(user_ids) == 1:  # a lookup, or one user's read: no list to expand into the SQL
+        rows = db.session.connection().execute(_GROUPS_OF_ONE, {"id": user_ids[0]}).all()
+    else:
+        rows = db.session.connection().execute(_GROUPS_OF, {"ids": user_ids}).all()
     out: dict[str, list[dict]] = {}
     for user_id, group_id, display in rows:
         out.setdefault(user_id, []).append(
@@ -663,11 +666,46 @@ _GROUPS_OF = (
     .where(Membership.user_id.in_(bindparam("ids", expanding=True)), idp_visible())
     .order_by(Group.display_name_key)
 )
-_BY_USER_NAME = select(User).options(joinedload(User.emails)).where(User.user_name_key == bindparam("key"))
+_GROUPS_OF_ONE = (
+    select(Membership.user_id, Group.id, Group.display_name).join(Group, Group.id == Membership.group_id)
+    .where(Membership.user_id == bindparam("id"), idp_visible())
+    .order_by(Group.display_name_key)
+)
+# Core rows, not ORM objects: loading a User through the session costs more than the query.
+_USER_COLUMNS = ("id", "user_name", "external_id", "given_name", "family_name", "display_name", "title",
+                 "department", "employee_number", "manager_id", "manager_display", "extra", "active",
+                 "created_at", "updated_at", "version")
+_BY_USER_NAME = (
+    select(*[User.__table__.c[name] for name in _USER_COLUMNS],
+           UserEmail.value.label("email_value"), UserEmail.type.label("email_type"),
+           UserEmail.display.label("email_display"), UserEmail.primary.label("email_primary"))
+    .outerjoin(UserEmail, UserEmail.user_id == User.id)
+    .where(User.user_name_key == bindparam("key"))
+    .order_by(UserEmail.position)
+)
+
+
+class UserRow:
+    """A user read as plain columns: what rendering reads of a User, without the ORM."""
+
+    __slots__ = _USER_COLUMNS + ("emails",)
+
+    def __init__(self, row):
+        for name in _USER_COLUMNS:
+            setattr(self, name, getattr(row, name))
+        self.emails = []
+
+
+class EmailRow:
+    __slots__ = ("value", "type", "display", "primary")
+
+    def __init__(self, row):
+        self.value, self.type, self.display, self.primary = (
+            row.email_value, row.email_type, row.email_display, row.email_primary)
 _USER_NAME_EQ = re.compile(r'\s*username\s+eq\s+("(?:[^"\\]|\\.)*")\s*', re.IGNORECASE)
 
 
-def _user_name_lookup(query: Query) -> list[User] | None:
+def _user_name_lookup(query: Query) -> list[UserRow] | None:
     """The users for ``userName eq "x"`` through a prepared statement, or None for other queries."""
     match = _USER_NAME_EQ.fullmatch(query.filter or "")
     if match is None or query.sort_by or query.start_index != 1 or query.count < 1:
@@ -678,7 +716,14 @@ def _user_name_lookup(query: Query) -> list[User] | None:
         return None
     if "\x00" in value:
         return None  # the full parser refuses it with a clear invalidFilter
-    return db.session.execute(_BY_USER_NAME, {"key": fold(value)}).unique().scalars().all()
+    users: dict[str, UserRow] = {}
+    for row in db.session.connection().execute(_BY_USER_NAME, {"key": fold(value)}):
+        user = users.get(row.id)
+        if user is None:
+            user = users[row.id] = UserRow(row)
+        if row.email_value is not None:
+            user.emails.append(EmailRow(row))
+    return list(users.values())
 
 
 def get_user(user_id: str) -> User:
