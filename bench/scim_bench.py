@@ -182,10 +182,12 @@ def _hammer(args) -> list[float]:
 
 
 def throughput(port: int, paths: list[str], headers: dict, seconds: float, clients: int) -> dict:
-    # Warm up every worker first (imports, connection pools).
-    _hammer((port, paths, headers, time.time() + 1.0, 0))
-    deadline = time.time() + seconds
     with multiprocessing.get_context("fork").Pool(clients) as pool:
+        # Warm up every worker first, from all clients at once (a worker may still be importing
+        # the app when the port opens; a single client reaches only one worker).
+        warm_until = time.time() + 2.0
+        pool.map(_hammer, [(port, paths, headers, warm_until, -1 - seed) for seed in range(clients)])
+        deadline = time.time() + seconds
         started = time.time()
         parts = pool.map(_hammer, [(port, paths, headers, deadline, seed) for seed in range(clients)])
         elapsed = time.time() - started

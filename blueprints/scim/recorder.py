@@ -47,13 +47,15 @@ def current_minute(now: float | None = None) -> int:
 
 
 # Built once: composing a statement costs more Python time than the query itself.
+# Table columns, not ORM attributes: an ORM-enabled select sets up ORM state on every execution.
+_TOKENS, _SETTINGS, _WINDOWS = ScimToken.__table__.c, Setting.__table__.c, ScimRateWindow.__table__.c
 _GATE = (
-    select(ScimToken.id, ScimToken.name, ScimToken.last_used_at, ScimToken.revoked_at, ScimToken.token_hash,
-           select(Setting.value).where(Setting.section == "scim", Setting.name == "enabled")
+    select(_TOKENS.id, _TOKENS.name, _TOKENS.last_used_at, _TOKENS.revoked_at, _TOKENS.token_hash,
+           select(_SETTINGS.value).where(_SETTINGS.section == "scim", _SETTINGS.name == "enabled")
            .scalar_subquery().label("enabled"),
-           ScimRateWindow.minute, ScimRateWindow.count)
-    .outerjoin(ScimRateWindow, ScimRateWindow.token_id == ScimToken.id)
-    .where(ScimToken.token_hash == bindparam("digest"))
+           _WINDOWS.minute, _WINDOWS.count)
+    .select_from(ScimToken.__table__.outerjoin(ScimRateWindow.__table__, _WINDOWS.token_id == _TOKENS.id))
+    .where(_TOKENS.token_hash == bindparam("digest"))
 )
 
 @dataclass

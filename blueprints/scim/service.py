@@ -666,22 +666,27 @@ _GROUPS_OF = (
     .where(Membership.user_id.in_(bindparam("ids", expanding=True)), idp_visible())
     .order_by(Group.display_name_key)
 )
+# Table columns, not ORM attributes: an ORM-enabled select sets up ORM state on every execution,
+# and loading a User through the session costs more than the query.
+_MEMBERS_T, _GROUPS_T, _USERS_T, _EMAILS_T = (Membership.__table__.c, Group.__table__.c, User.__table__.c,
+                                              UserEmail.__table__.c)
 _GROUPS_OF_ONE = (
-    select(Membership.user_id, Group.id, Group.display_name).join(Group, Group.id == Membership.group_id)
-    .where(Membership.user_id == bindparam("id"), idp_visible())
-    .order_by(Group.display_name_key)
+    select(_MEMBERS_T.user_id, _GROUPS_T.id, _GROUPS_T.display_name)
+    .select_from(Membership.__table__.join(Group.__table__, _GROUPS_T.id == _MEMBERS_T.group_id))
+    .where(_MEMBERS_T.user_id == bindparam("id"),
+           or_(_GROUPS_T.source == "scim", _GROUPS_T.adopted_by_idp == true()))  # idp_visible(), on the table
+    .order_by(_GROUPS_T.display_name_key)
 )
-# Core rows, not ORM objects: loading a User through the session costs more than the query.
 _USER_COLUMNS = ("id", "user_name", "external_id", "given_name", "family_name", "display_name", "title",
                  "department", "employee_number", "manager_id", "manager_display", "extra", "active",
                  "created_at", "updated_at", "version")
 _BY_USER_NAME = (
-    select(*[User.__table__.c[name] for name in _USER_COLUMNS],
-           UserEmail.value.label("email_value"), UserEmail.type.label("email_type"),
-           UserEmail.display.label("email_display"), UserEmail.primary.label("email_primary"))
-    .outerjoin(UserEmail, UserEmail.user_id == User.id)
-    .where(User.user_name_key == bindparam("key"))
-    .order_by(UserEmail.position)
+    select(*[_USERS_T[name] for name in _USER_COLUMNS],
+           _EMAILS_T.value.label("email_value"), _EMAILS_T.type.label("email_type"),
+           _EMAILS_T.display.label("email_display"), _EMAILS_T.primary.label("email_primary"))
+    .select_from(User.__table__.outerjoin(UserEmail.__table__, _EMAILS_T.user_id == _USERS_T.id))
+    .where(_USERS_T.user_name_key == bindparam("key"))
+    .order_by(_EMAILS_T.position)
 )
 
 
