@@ -810,9 +810,9 @@ def _lock_user(user_id: str) -> User:
 
 
 def replace_user(user_id: str, payload, ctx: Context, if_match: str | None) -> User:
+    doc = USER_DOC.normalise(payload)  # a malformed body is a 400 whatever If-Match says
     user = _lock_user(user_id)
     check_if_match(if_match, user.version)
-    doc = USER_DOC.normalise(payload)
     _check_user_name_free(doc["userName"], user.id)
     before = user_document(user)
     _save_user_change(user, before, doc, "scim.user.replace", ctx)
@@ -837,7 +837,6 @@ def patch_operations(payload) -> list:
 def patch_user(user_id: str, payload, ctx: Context, if_match: str | None) -> User:
     operations = patch_operations(payload)
     user = _lock_user(user_id)
-    check_if_match(if_match, user.version)
     before = user_document(user)
     after = USER_DOC.patch(before, operations, resource_id=user.id)
     if not after.get("userName"):
@@ -845,6 +844,7 @@ def patch_user(user_id: str, payload, ctx: Context, if_match: str | None) -> Use
     if "active" not in after:
         raise InvalidValue("active cannot be removed; replace it with false to deactivate the user.",
                            scim_type="mutability")
+    check_if_match(if_match, user.version)  # after validation: a malformed PATCH is a 400 whatever If-Match says
     if after["userName"] != before["userName"]:
         _check_user_name_free(after["userName"], user.id)
     _save_user_change(user, before, after, "scim.user.patch", ctx)
@@ -1113,11 +1113,11 @@ def _members_in(payload) -> list | None:
 
 
 def replace_group(group_id: str, payload, ctx: Context, if_match: str | None) -> Group:
-    group = get_group(group_id, lock=True)
-    check_if_match(if_match, group.version)
-    doc = GROUP_DOC.normalise(payload)
+    doc = GROUP_DOC.normalise(payload)  # a malformed body is a 400 whatever If-Match says
     members = _members_in(payload)
     member_ids = _member_ids(members, "members") if members else []
+    group = get_group(group_id, lock=True)
+    check_if_match(if_match, group.version)
     _existing_users(member_ids)
     before = group_document(group)
     if fold(doc["displayName"]) != group.display_name_key:
