@@ -521,3 +521,34 @@ def test_huge_start_index_is_an_empty_page(scim):
     assert page["totalResults"] == 1 and page["Resources"] == [] and page["itemsPerPage"] == 0
     assert scim.get("Groups?startIndex=99999999999999999999").status_code == 200
     assert scim.get("Users?count=99999999999999999999").status_code == 200
+
+
+def test_a_user_name_lookup_answers_the_whole_user_with_the_idps_groups(app, scim):
+    """The lookup IdPs make before every push has its own fast path (service._user_name_lookup):
+    it must answer exactly what the general filter path does."""
+    user = scim.create_user("Ada.Lovelace@example.com", name={"givenName": "Ada", "familyName": "Lovelace"},
+                            emails=[{"value": "ada@work.example", "type": "work", "primary": True},
+                                    {"value": "ada@home.example", "type": "home"}],
+                            **{ENTERPRISE: {"department": "Engines"}})
+    zeta = scim.create_group("Zeta", members=[user["id"]])
+    alpha = scim.create_group("alpha", members=[user["id"]])
+    with app.app_context():  # a group of Lobby's own, which the IdP does not see
+        local = Group(display_name="Local only", source="local")
+        db.session.add(local)
+        db.session.flush()
+        db.session.add(Membership(group_id=local.id, user_id=user["id"], source="local"))
+        db.session.commit()
+    fast = scim.get("Users?filter=" + quote('userName eq "ada.lovelace@EXAMPLE.com"')).get_json()
+    general = scim.get("Users?filter=" + quote('userName eq "ada.lovelace@example.com" and active eq true')).get_json()
+    assert fast["totalResults"] == 1 and fast == general
+    found = fast["Resources"][0]
+    assert found["userName"] == "Ada.Lovelace@example.com"
+    assert [e["value"] for e in found["emails"]] == ["ada@work.example", "ada@home.example"]
+    assert found["emails"][0]["primary"] is True and found["emails"][1]["primary"] is False
+    assert found[ENTERPRISE]["department"] == "Engines"
+    assert [(g["value"], g["display"]) for g in found["groups"]] == [(alpha["id"], "alpha"), (zeta["id"], "Zeta")]
+    assert found["groups"][0]["$ref"].endswith(f"/Groups/{alpha['id']}")
+    assert found["meta"]["version"] == scim.get(f"Users/{user['id']}").headers["ETag"]
+    without = scim.get("Users?excludedAttributes=groups&filter=" + quote('userName eq "ada.lovelace@example.com"'))
+    assert "groups" not in without.get_json()["Resources"][0]
+    assert scim.get("Users?filter=" + quote('userName eq "nobody@example.com"')).get_json()["totalResults"] == 0
