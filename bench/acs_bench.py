@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import replace_section  # noqa: E402
+
 HEADING = "## SAML ACS"
 
 
@@ -112,15 +114,7 @@ def write_section(results: list[dict], path: Path) -> None:
         f"what else the machine runs; the CPU column (this process plus its xmlsec1 child) does not.",
         "",
     ])
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    start = text.find(HEADING + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        following = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("\n" + text[following + 1:] if following != -1 else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    replace_section(path, HEADING, section)
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ from urllib.parse import quote, urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import migrated_app, replace_section  # noqa: E402
 from bench.scim_bench import (PATCH_SCHEMA, PREFIX, free_port, initial_push, start_gunicorn, stop,  # noqa: E402
                               throughput, worker_rss_mb)
 
@@ -55,24 +56,6 @@ GROUP_SIZES = (100, 5_000, 50_000)
 
 
 # --- seeding ----------------------------------------------------------------------------------
-
-def reset(url: str, folder: str):
-    import flask_migrate
-    from sqlalchemy import create_engine, text
-
-    from app import create_app
-    from config import TestConfig
-    config = TestConfig(url, folder)
-    engine = create_engine(config.SQLALCHEMY_DATABASE_URI)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    app = create_app(config)
-    with app.app_context():
-        flask_migrate.upgrade(revision="heads")
-    return app
-
 
 def seed(app, users: int) -> dict:
     """``users`` SCIM users with one work email each, groups of 100/5,000/50,000 where the set is
@@ -313,7 +296,7 @@ def run(args) -> dict:
     try:
         for users in sizes:
             print(f"seeding {users:,} users ...", flush=True)
-            app = reset(args.database_url, folder)
+            app = migrated_app(args.database_url, folder)
             data = seed(app, users)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
@@ -443,14 +426,7 @@ def write_section(result: dict, path: Path) -> None:
               "CPUs: above 2 means other work competed for them). Ratios compare measurements taken minutes apart "
               "in one run; absolute figures move with the machine's load.", ""]
     section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    start = text.find(HEADING + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        following = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[following + 1:] if following != -1 else "")
-    path.write_text(text)
+    replace_section(path, HEADING, section)
 
 
 def main() -> None:

@@ -41,6 +41,8 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import migrated_app, replace_section  # noqa: E402
+
 HEADING = "## SCIM"
 PREFIX = "/api/scim/v2"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -49,23 +51,12 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 # --- set-up ---------------------------------------------------------------------------------
 
 def prepare_database(url: str, users: int, folder: str) -> dict:
-    import flask_migrate
-    from sqlalchemy import create_engine, insert, text
+    from sqlalchemy import insert
 
-    from app import create_app
-    from config import TestConfig
     from models import Group, Membership, ScimToken, User, UserEmail, db, new_id, utcnow
 
-    config = TestConfig(url, folder)
-    if url.startswith("postgres"):
-        engine = create_engine(config.SQLALCHEMY_DATABASE_URI)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-    app = create_app(config)
+    app = migrated_app(url, folder)
     with app.app_context():
-        flask_migrate.upgrade(revision="heads")
         now = utcnow()
         user_rows, email_rows = [], []
         for index in range(users):
@@ -385,15 +376,7 @@ def write_section(results: list[dict], path: Path) -> None:
         "work competed).",
         "",
     ])
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    start = text.find(HEADING + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        following = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[following + 1:] if following != -1 else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    replace_section(path, HEADING, section)
 
 
 def main() -> None:

@@ -641,8 +641,12 @@ def user_resource(user: User, ctx: Context, groups: list[dict] | None, manager_d
 
 
 def idp_visible():
-    """Groups the IdP may see: those it created and local ones an admin let it adopt."""
-    return or_(Group.source == "scim", Group.adopted_by_idp == true())
+    """Groups the IdP may see: those it created and local ones an admin let it adopt.
+
+    On table columns, so that it serves Core statements as well as ORM queries.
+    """
+    groups = Group.__table__.c
+    return or_(groups.source == "scim", groups.adopted_by_idp == true())
 
 
 def groups_of(user_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
@@ -661,22 +665,21 @@ def groups_of(user_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
 
 # Built once (composing statements costs more Python time than running them): the groups
 # of a page of users, and the lookup IdPs make before every push, userName eq "...".
-_GROUPS_OF = (
-    select(Membership.user_id, Group.id, Group.display_name).join(Group, Group.id == Membership.group_id)
-    .where(Membership.user_id.in_(bindparam("ids", expanding=True)), idp_visible())
-    .order_by(Group.display_name_key)
-)
 # Table columns, not ORM attributes: an ORM-enabled select sets up ORM state on every execution,
 # and loading a User through the session costs more than the query.
 _MEMBERS_T, _GROUPS_T, _USERS_T, _EMAILS_T = (Membership.__table__.c, Group.__table__.c, User.__table__.c,
                                               UserEmail.__table__.c)
-_GROUPS_OF_ONE = (
-    select(_MEMBERS_T.user_id, _GROUPS_T.id, _GROUPS_T.display_name)
-    .select_from(Membership.__table__.join(Group.__table__, _GROUPS_T.id == _MEMBERS_T.group_id))
-    .where(_MEMBERS_T.user_id == bindparam("id"),
-           or_(_GROUPS_T.source == "scim", _GROUPS_T.adopted_by_idp == true()))  # idp_visible(), on the table
-    .order_by(_GROUPS_T.display_name_key)
-)
+
+
+def _groups_of_statement(which_users):
+    return (select(_MEMBERS_T.user_id, _GROUPS_T.id, _GROUPS_T.display_name)
+            .select_from(Membership.__table__.join(Group.__table__, _GROUPS_T.id == _MEMBERS_T.group_id))
+            .where(which_users, idp_visible())
+            .order_by(_GROUPS_T.display_name_key))
+
+
+_GROUPS_OF = _groups_of_statement(_MEMBERS_T.user_id.in_(bindparam("ids", expanding=True)))
+_GROUPS_OF_ONE = _groups_of_statement(_MEMBERS_T.user_id == bindparam("id"))
 _USER_COLUMNS = ("id", "user_name", "external_id", "given_name", "family_name", "display_name", "title",
                  "department", "employee_number", "manager_id", "manager_display", "extra", "active",
                  "created_at", "updated_at", "version")
