@@ -17,9 +17,10 @@ def create_app(config: Config | None = None) -> Flask:
         app.logger.setLevel(logging.INFO)
 
     from blueprints import csrf, login_manager, migrate
-    from models import db, install_idle_ping
+    from models import db, direct, install_idle_ping
 
     db.init_app(app)
+    direct.init_app(app)
     with app.app_context():  # the engine object only: no connection is made here
         install_idle_ping(db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
@@ -31,7 +32,7 @@ def create_app(config: Config | None = None) -> Flask:
     from blueprints.auth import bp as auth_bp
     from blueprints.saml import bp as saml_bp
     from blueprints.scim import bp as scim_bp
-    from blueprints.security import add_security_headers
+    from blueprints.security import CookieSessions, add_security_headers
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(saml_bp)
@@ -39,6 +40,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     errors.init_app(app)
     app.after_request(add_security_headers)
+    app.session_interface = CookieSessions()
 
     from blueprints import cli
     cli.init_app(app)

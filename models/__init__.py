@@ -5,8 +5,9 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from flask import g, has_request_context
+from flask import current_app, g, has_app_context, has_request_context
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
@@ -20,7 +21,38 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+
+
+class LobbySession(FlaskSession):
+    """The session: in a request declared read-only (``reads_only``), its connection is autocommit.
+
+    Chosen when the session first needs a connection, not when the request starts, so a
+    request that never uses the session (one answered by ``models.direct``) never checks
+    a connection out for it. Before the session takes a connection, the request's direct
+    connection goes back to the pool: a thread never waits for a second connection while
+    holding one.
+    """
+
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+        engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+        if bind is None and has_app_context():
+            from . import direct
+            direct.release()
+            if g.get("lobby_reads_only"):
+                return _autocommit(engine)
+        return engine
+
+
+def _autocommit(engine):
+    """A view of ``engine`` whose connections are autocommit (same pool; reset when returned)."""
+    views = current_app.extensions.setdefault("lobby.autocommit_engines", {})
+    view = views.get(engine)
+    if view is None:
+        view = views[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return view
+
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING), session_options={"class_": LobbySession})
 
 
 def utcnow() -> datetime:
@@ -64,9 +96,9 @@ def reads_only() -> None:
     Its statements then run without a transaction (autocommit): on PostgreSQL that saves
     the BEGIN and ROLLBACK round trips, on SQLite the write lock every transaction here
     takes up front (WAL lets readers run beside the one writer). Each statement still
-    reads a consistent state; several statements may see different moments.
+    reads a consistent state; several statements may see different moments. Takes effect
+    when the session first needs a connection (``LobbySession.get_bind``).
     """
-    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     g.lobby_reads_only = True
 
 

@@ -24,7 +24,7 @@ from urllib.parse import unquote_plus
 from flask import current_app
 from sqlalchemy import bindparam, select, text
 
-from models import ScimRequestLog, ScimToken, Setting, db, settings, utcnow, will_write
+from models import ScimRequestLog, ScimToken, Setting, db, direct, settings, utcnow, will_write
 from models.scim_token import ScimRateWindow, hash_token
 from models.setting import DEFINITIONS
 
@@ -49,7 +49,7 @@ def current_minute(now: float | None = None) -> int:
 # Built once: composing a statement costs more Python time than the query itself.
 # Table columns, not ORM attributes: an ORM-enabled select sets up ORM state on every execution.
 _TOKENS, _SETTINGS, _WINDOWS = ScimToken.__table__.c, Setting.__table__.c, ScimRateWindow.__table__.c
-_GATE = (
+_GATE = direct.Statement(
     select(_TOKENS.id, _TOKENS.name, _TOKENS.last_used_at, _TOKENS.revoked_at, _TOKENS.token_hash,
            select(_SETTINGS.value).where(_SETTINGS.section == "scim", _SETTINGS.name == "enabled")
            .scalar_subquery().label("enabled"),
@@ -57,6 +57,7 @@ _GATE = (
     .select_from(ScimToken.__table__.outerjoin(ScimRateWindow.__table__, _WINDOWS.token_id == _TOKENS.id))
     .where(_TOKENS.token_hash == bindparam("digest"))
 )
+
 
 @dataclass
 class Gate:
@@ -69,11 +70,11 @@ class Gate:
 def check_gate(presented: str, limit: int) -> Gate:
     """The live token matching ``presented``, whether SCIM is on, and the token's rate window.
 
-    One round trip instead of three: this runs before every SCIM request.
+    One round trip instead of three, on the driver (models.direct): this runs before every
+    SCIM request. It reads committed state, outside the transaction a write will open.
     """
     digest = hash_token(presented) if presented else ""
-    # Core on the session's connection: the ORM layer adds nothing to a column query but time.
-    row = db.session.connection().execute(_GATE, {"digest": digest}).first()
+    row = _GATE.first(digest=digest)
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
         return Gate(None, True, None)
     setting = row.enabled
@@ -136,11 +137,15 @@ class Pending:
         self.rows: list[dict] = []
         self.oldest = 0.0
         self.thread: threading.Thread | None = None
+        self.written = 0  # rows this process has written (trimming runs about every tenth)
+        self.counts: dict[tuple[int, int], int] = {}  # (token id, minute) -> queued rows
 
     def add(self, row: dict, urgent: bool) -> bool:
         """Queue ``row``; True when the caller should write the queue now."""
         with self.lock:
             self.rows.append(row)
+            key = (row["token_id"], row["minute"])
+            self.counts[key] = self.counts.get(key, 0) + 1
             if len(self.rows) == 1:
                 self.oldest = time.monotonic()
             due = (urgent or self.interval <= 0 or len(self.rows) >= self.batch
@@ -151,7 +156,7 @@ class Pending:
 
     def take(self) -> list[dict]:
         with self.lock:
-            rows, self.rows = self.rows, []
+            rows, self.rows, self.counts = self.rows, [], {}
         return rows
 
     def put_back(self, rows: list[dict]) -> None:
@@ -159,12 +164,14 @@ class Pending:
         with self.lock:
             if len(self.rows) + len(rows) <= MAX_PENDING:
                 self.rows[:0] = rows
+                for row in rows:
+                    key = (row["token_id"], row["minute"])
+                    self.counts[key] = self.counts.get(key, 0) + 1
                 self.oldest = time.monotonic()
 
     def counted(self, token_id: int, minute: int) -> int:
         """Requests of ``token_id`` in ``minute`` that the database does not know of yet."""
-        with self.lock:
-            return sum(1 for row in self.rows if row["token_id"] == token_id and row["minute"] == minute)
+        return self.counts.get((token_id, minute), 0)
 
     def _start_thread(self) -> None:
         with self.lock:
@@ -236,6 +243,7 @@ ON CONFLICT (token_id) DO UPDATE SET
     minute = excluded.minute
 WHERE excluded.minute >= scim_rate_windows.minute
 """)
+_TRIM = text("DELETE FROM scim_request_log WHERE id <= (SELECT max(id) FROM scim_request_log) - :keep")
 _TOUCH = text("UPDATE scim_tokens SET last_used_at = :now WHERE id = :id "
               "AND (last_used_at IS NULL OR last_used_at <= :stale)")
 
@@ -253,9 +261,9 @@ def write_pending(queue: Pending) -> None:
             # Bookkeeping may be lost in a crash; it is not worth a disk flush.
             connection.execute(_RELAX_PG)
         log = ScimRequestLog.__table__
-        result = connection.execute(log.insert().returning(log.c.id),
-                                    [{k: row[k] for k in _LOG_COLUMNS} for row in rows])
-        ids = result.scalars().all()
+        # Without RETURNING the driver sends the batch as one executemany (psycopg pipelines it)
+        # instead of SQLAlchemy splicing every row into one long statement.
+        connection.execute(log.insert(), [{k: row[k] for k in _LOG_COLUMNS} for row in rows])
         counts: dict[tuple[int, int], int] = {}
         last_use: dict[int, object] = {}
         for row in rows:
@@ -267,8 +275,9 @@ def write_pending(queue: Pending) -> None:
             connection.execute(_COUNT, {"token_id": token_id, "minute": minute, "n": n})
         for token_id, when in last_use.items():
             connection.execute(_TOUCH, {"id": token_id, "now": when, "stale": when - LAST_USED_RESOLUTION})
-        if ids and max(ids) // 10 > (min(ids) - 1) // 10:  # about every tenth row
-            connection.execute(log.delete().where(log.c.id <= max(ids) - settings_size()))
+        written, queue.written = queue.written, queue.written + len(rows)
+        if queue.written // 10 > written // 10:  # about every tenth row: keep the newest rows only
+            connection.execute(_TRIM, {"keep": settings_size()})
         session.commit()
     except Exception:
         session.rollback()

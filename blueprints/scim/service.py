@@ -14,7 +14,7 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from models import Group, Membership, User, UserEmail, db, new_id, record_event, settings, utcnow
+from models import Group, Membership, User, UserEmail, db, direct, new_id, record_event, settings, utcnow
 from models.user import fold
 
 from . import filters as F
@@ -658,9 +658,12 @@ def groups_of(user_ids: list[str], ctx: Context) -> dict[str, list[dict]]:
         rows = db.session.connection().execute(_GROUPS_OF, {"ids": user_ids}).all()
     out: dict[str, list[dict]] = {}
     for user_id, group_id, display in rows:
-        out.setdefault(user_id, []).append(
-            {"value": group_id, "$ref": f"{ctx.base_url}/Groups/{group_id}", "display": display, "type": "direct"})
+        out.setdefault(user_id, []).append(_group_ref(group_id, display, ctx))
     return out
+
+
+def _group_ref(group_id: str, display: str, ctx: Context) -> dict:
+    return {"value": group_id, "$ref": f"{ctx.base_url}/Groups/{group_id}", "display": display, "type": "direct"}
 
 
 # Built once (composing statements costs more Python time than running them): the groups
@@ -683,13 +686,27 @@ _GROUPS_OF_ONE = _groups_of_statement(_MEMBERS_T.user_id == bindparam("id"))
 _USER_COLUMNS = ("id", "user_name", "external_id", "given_name", "family_name", "display_name", "title",
                  "department", "employee_number", "manager_id", "manager_display", "extra", "active",
                  "created_at", "updated_at", "version")
-_BY_USER_NAME = (
-    select(*[_USERS_T[name] for name in _USER_COLUMNS],
-           _EMAILS_T.value.label("email_value"), _EMAILS_T.type.label("email_type"),
-           _EMAILS_T.display.label("email_display"), _EMAILS_T.primary.label("email_primary"))
-    .select_from(User.__table__.outerjoin(UserEmail.__table__, _EMAILS_T.user_id == _USERS_T.id))
+_EMAIL_COLUMNS = (_EMAILS_T.value.label("email_value"), _EMAILS_T.type.label("email_type"),
+                  _EMAILS_T.display.label("email_display"), _EMAILS_T.primary.label("email_primary"),
+                  _EMAILS_T.position.label("email_position"))
+_USER_AND_EMAILS = User.__table__.outerjoin(UserEmail.__table__, _EMAILS_T.user_id == _USERS_T.id)
+# The lookup, run on the driver (models.direct): the user, its e-mails and, in the same round
+# trip when they are wanted, the groups the IdP may see (one row per e-mail and group; a user
+# has few of either). A membership in a group the IdP may not see comes with no group columns.
+_BY_USER_NAME = direct.Statement(
+    select(*[_USERS_T[name] for name in _USER_COLUMNS], *_EMAIL_COLUMNS)
+    .select_from(_USER_AND_EMAILS)
     .where(_USERS_T.user_name_key == bindparam("key"))
     .order_by(_EMAILS_T.position)
+)
+_BY_USER_NAME_WITH_GROUPS = direct.Statement(
+    select(*[_USERS_T[name] for name in _USER_COLUMNS], *_EMAIL_COLUMNS,
+           _GROUPS_T.id.label("group_id"), _GROUPS_T.display_name.label("group_display"))
+    .select_from(_USER_AND_EMAILS
+                 .outerjoin(Membership.__table__, _MEMBERS_T.user_id == _USERS_T.id)
+                 .outerjoin(Group.__table__, and_(_GROUPS_T.id == _MEMBERS_T.group_id, idp_visible())))
+    .where(_USERS_T.user_name_key == bindparam("key"))
+    .order_by(_GROUPS_T.display_name_key, _GROUPS_T.id, _EMAILS_T.position)
 )
 
 
@@ -705,16 +722,16 @@ class UserRow:
 
 
 class EmailRow:
-    __slots__ = ("value", "type", "display", "primary")
+    __slots__ = ("value", "type", "display", "primary", "position")
 
     def __init__(self, row):
-        self.value, self.type, self.display, self.primary = (
-            row.email_value, row.email_type, row.email_display, row.email_primary)
+        self.value, self.type, self.display, self.primary, self.position = (
+            row.email_value, row.email_type, row.email_display, row.email_primary, row.email_position)
 _USER_NAME_EQ = re.compile(r'\s*username\s+eq\s+("(?:[^"\\]|\\.)*")\s*', re.IGNORECASE)
 
 
-def _user_name_lookup(query: Query) -> list[UserRow] | None:
-    """The users for ``userName eq "x"`` through a prepared statement, or None for other queries."""
+def _user_name_lookup(query: Query, ctx: Context) -> list[dict] | None:
+    """The page for ``userName eq "x"`` in one round trip, or None for other queries."""
     match = _USER_NAME_EQ.fullmatch(query.filter or "")
     if match is None or query.sort_by or query.start_index != 1 or query.count < 1:
         return None
@@ -724,14 +741,25 @@ def _user_name_lookup(query: Query) -> list[UserRow] | None:
         return None
     if "\x00" in value:
         return None  # the full parser refuses it with a clear invalidFilter
+    with_groups = wants("groups", query.attributes, query.excluded)
+    statement = _BY_USER_NAME_WITH_GROUPS if with_groups else _BY_USER_NAME
     users: dict[str, UserRow] = {}
-    for row in db.session.connection().execute(_BY_USER_NAME, {"key": fold(value)}):
+    groups: dict[str, dict[str, dict]] = {}
+    seen_emails: set[tuple] = set()
+    for row in statement.all(key=fold(value)):
         user = users.get(row.id)
         if user is None:
             user = users[row.id] = UserRow(row)
-        if row.email_value is not None:
+        if row.email_value is not None and (row.id, row.email_position) not in seen_emails:
+            seen_emails.add((row.id, row.email_position))
             user.emails.append(EmailRow(row))
-    return list(users.values())
+        if with_groups and row.group_id is not None:
+            groups.setdefault(row.id, {}).setdefault(row.group_id, _group_ref(row.group_id, row.group_display, ctx))
+    for user in users.values():  # rows came ordered by group: put the e-mails back in their order
+        user.emails.sort(key=lambda email: email.position)
+    manager_display = requested("manager.displayName", query.attributes)
+    return [project(user_resource(user, ctx, list(groups.get(user.id, {}).values()), manager_display), USER_DOC,
+                    query.attributes, query.excluded) for user in users.values()]
 
 
 def get_user(user_id: str) -> User:
@@ -868,9 +896,8 @@ def delete_user(user_id: str, ctx: Context, if_match: str | None) -> None:
 def list_users(query: Query, ctx: Context) -> dict:
     from .schemas import LIST_SCHEMA
 
-    found = _user_name_lookup(query)
-    if found is not None:
-        resources = _render_users(found, ctx, query)
+    resources = _user_name_lookup(query, ctx)
+    if resources is not None:
         return {"schemas": [LIST_SCHEMA], "totalResults": len(resources), "startIndex": 1,
                 "itemsPerPage": len(resources), "Resources": resources}
     resolver = UserResolver(dialect_name())
