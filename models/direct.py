@@ -48,9 +48,12 @@ class Statement:
                        for name, bind in compiled.binds.items()}
             converters = [column.type.dialect_impl(dialect).result_processor(dialect, None)
                           for column in self.select.selected_columns]
+            # psycopg: a server-side prepared statement from the first call (these run constantly);
+            # sqlite3 keeps its own cache of compiled statements.
+            options = {"prepare": True} if dialect.driver == "psycopg" else {}
             ready = (compiled.string, compiled.positiontup if dialect.positional else None,
                      dict(compiled.params), {k: f for k, f in binders.items() if f is not None},
-                     converters if any(converters) else None)
+                     converters if any(converters) else None, options)
             self._compiled[dialect.name] = ready
         return ready
 
@@ -59,12 +62,12 @@ class Statement:
             # Never a second connection while the session holds one: run it on the session's.
             return [self.row._make(row) for row in db.session.connection().execute(self.select, params)]
         dialect = db.engine.dialect
-        sql, order, defaults, binders, converters = self._for(dialect)
+        sql, order, defaults, binders, converters, options = self._for(dialect)
         values = dict(defaults, **params)
         for name, convert in binders.items():
             values[name] = convert(values[name])
         arguments = tuple(values[name] for name in order) if order is not None else values
-        rows = _execute(dialect, sql, arguments)
+        rows = _execute(dialect, sql, arguments, options)
         make = self.row._make
         if converters is None:
             return [make(row) for row in rows]
@@ -106,11 +109,11 @@ def release(_error=None) -> None:
         pooled.close()
 
 
-def _execute(dialect, sql: str, arguments) -> list:
+def _execute(dialect, sql: str, arguments, options: dict) -> list:
     pooled = connection()
     cursor = pooled.cursor()
     try:
-        cursor.execute(sql, arguments)
+        cursor.execute(sql, arguments, **options)
         return cursor.fetchall()
     except dialect.loaded_dbapi.Error as error:
         gone = dialect.is_disconnect(error, pooled.dbapi_connection, cursor)
