@@ -65,16 +65,44 @@ class Gate:
     token: "TokenInfo | None"
     enabled: bool
     retry_after: int | None
+    along: list | None = None  # the rows of the read asked for with the check (see check_gate)
 
 
-def check_gate(presented: str, limit: int) -> Gate:
+_GATED: dict = {}
+
+
+def _gated(read: direct.Statement) -> direct.Statement:
+    """The token check with ``read`` in the same statement: ``read`` runs only for a live token."""
+    combined = _GATED.get(read)
+    if combined is None:
+        gate = _GATE.select.subquery("gate")
+        along = read.select.subquery("along")
+        combined = _GATED[read] = direct.Statement(
+            select(*gate.c, *along.c).select_from(gate.outerjoin(along, gate.c.revoked_at.is_(None))))
+    return combined
+
+
+def check_gate(presented: str, limit: int, along: tuple[direct.Statement, dict] | None = None) -> Gate:
     """The live token matching ``presented``, whether SCIM is on, and the token's rate window.
 
     One round trip instead of three, on the driver (models.direct): this runs before every
     SCIM request. It reads committed state, outside the transaction a write will open.
+
+    ``along``: a read (statement, parameters) the request will make once admitted, such as the
+    ``userName eq`` lookup IdPs send before every push. It joins the token check's round trip
+    (saving one) and runs only if the token is live; its rows are handed back only if the
+    request is admitted.
     """
     digest = hash_token(presented) if presented else ""
-    row = _GATE.first(digest=digest)
+    if along is None:
+        row, rows = _GATE.first(digest=digest), None
+    else:
+        read, params = along
+        width = len(_GATE.names)
+        joined = _gated(read).all(digest=digest, **params)
+        row = _GATE.row._make(joined[0][:width]) if joined else None
+        # A token with no matching rows still comes back, once, with the read's columns empty.
+        rows = [read.row._make(r[width:]) for r in joined if any(value is not None for value in r[width:])]
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
         return Gate(None, True, None)
     setting = row.enabled
@@ -84,7 +112,7 @@ def check_gate(presented: str, limit: int) -> Gate:
     minute = current_minute(now)
     if limit > 0 and (row.count or 0) * (row.minute == minute) + pending().counted(row.id, minute) >= limit:
         wait = max(1, int(60 - now % 60) + 1)
-    return Gate(TokenInfo(row), on, wait)
+    return Gate(TokenInfo(row), on, wait, rows if on and wait is None else None)
 
 
 def redact(value):

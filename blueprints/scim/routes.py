@@ -97,11 +97,12 @@ def authenticate():
                 'The Authorization header holds the token without its "Bearer " prefix: prefix it with "Bearer ". '
                 "In Okta's SCIM 2.0 Test App (Header Auth) paste \"Bearer <token>\" into API Token.")
         raise Unauthorized(f'Lobby takes a bearer token: "Authorization: Bearer <token>", not {scheme!r}.')
-    gate = recorder.check_gate(credential.strip(), limit)
+    gate = recorder.check_gate(credential.strip(), limit, _first_read())
     if gate.token is None:
         raise Unauthorized("The token is not valid (mistyped, or revoked). Make a new one on Lobby's "
                            "Admin > Provisioning page.")
     g.scim_token = gate.token
+    g.scim_found = gate.along
     if not gate.enabled:
         raise Forbidden("SCIM provisioning is switched off in Lobby (Admin > Provisioning).")
     if gate.retry_after is not None:
@@ -111,6 +112,18 @@ def authenticate():
         # An id or query value with a NUL can match nothing (PostgreSQL refuses it in text).
         raise InvalidValue("The URL contains a NUL character (%00), which no id or attribute can hold.")
     return None
+
+
+def _first_read():
+    """The read this request will make once admitted, when it is known up front: the
+    ``userName eq`` lookup (before every push), which then joins the token check's round trip."""
+    if request.method != "GET" or request.endpoint != "scim.list_users":
+        return None
+    try:
+        query = service.build_query(request.args)
+    except ScimError:
+        return None  # refused by the view, after the token check, as any other bad query
+    return service.user_name_lookup_plan(query)
 
 
 @bp.after_app_request
@@ -283,7 +296,7 @@ def me():
 
 @bp.get("/Users")
 def list_users():
-    return scim_response(service.list_users(query_options(), context()))
+    return scim_response(service.list_users(query_options(), context(), g.pop("scim_found", None)))
 
 
 @bp.post("/Users/.search")

@@ -71,6 +71,9 @@ def split_list(raw) -> list[str]:
 
 
 def build_query(args) -> Query:
+    if hasattr(args, "to_dict"):
+        # A plain dict of first values: MultiDict.get raises and catches an exception per absent key.
+        args = args.to_dict()
     start = parse_int(args.get("startIndex"), "startIndex", 1)
     count = parse_int(args.get("count"), "count", DEFAULT_COUNT)
     order = (args.get("sortOrder") or "ascending").strip().lower()
@@ -693,20 +696,21 @@ _USER_AND_EMAILS = User.__table__.outerjoin(UserEmail.__table__, _EMAILS_T.user_
 # The lookup, run on the driver (models.direct): the user, its e-mails and, in the same round
 # trip when they are wanted, the groups the IdP may see (one row per e-mail and group; a user
 # has few of either). A membership in a group the IdP may not see comes with no group columns.
+# No ORDER BY: the rows are put in order here, so the statement also works as a subquery
+# (recorder.check_gate runs it in the token check's round trip).
 _BY_USER_NAME = direct.Statement(
     select(*[_USERS_T[name] for name in _USER_COLUMNS], *_EMAIL_COLUMNS)
     .select_from(_USER_AND_EMAILS)
     .where(_USERS_T.user_name_key == bindparam("key"))
-    .order_by(_EMAILS_T.position)
 )
 _BY_USER_NAME_WITH_GROUPS = direct.Statement(
     select(*[_USERS_T[name] for name in _USER_COLUMNS], *_EMAIL_COLUMNS,
-           _GROUPS_T.id.label("group_id"), _GROUPS_T.display_name.label("group_display"))
+           _GROUPS_T.id.label("group_id"), _GROUPS_T.display_name.label("group_display"),
+           _GROUPS_T.display_name_key.label("group_key"))
     .select_from(_USER_AND_EMAILS
                  .outerjoin(Membership.__table__, _MEMBERS_T.user_id == _USERS_T.id)
                  .outerjoin(Group.__table__, and_(_GROUPS_T.id == _MEMBERS_T.group_id, idp_visible())))
     .where(_USERS_T.user_name_key == bindparam("key"))
-    .order_by(_GROUPS_T.display_name_key, _GROUPS_T.id, _EMAILS_T.position)
 )
 
 
@@ -730,8 +734,9 @@ class EmailRow:
 _USER_NAME_EQ = re.compile(r'\s*username\s+eq\s+("(?:[^"\\]|\\.)*")\s*', re.IGNORECASE)
 
 
-def _user_name_lookup(query: Query, ctx: Context) -> list[dict] | None:
-    """The page for ``userName eq "x"`` in one round trip, or None for other queries."""
+def user_name_lookup_plan(query: Query) -> tuple[direct.Statement, dict] | None:
+    """The statement and parameters that answer ``query`` when it is ``userName eq "x"``
+    (what IdPs send before every push); None for every other query."""
     match = _USER_NAME_EQ.fullmatch(query.filter or "")
     if match is None or query.sort_by or query.start_index != 1 or query.count < 1:
         return None
@@ -741,12 +746,26 @@ def _user_name_lookup(query: Query, ctx: Context) -> list[dict] | None:
         return None
     if "\x00" in value:
         return None  # the full parser refuses it with a clear invalidFilter
-    with_groups = wants("groups", query.attributes, query.excluded)
-    statement = _BY_USER_NAME_WITH_GROUPS if with_groups else _BY_USER_NAME
+    statement = _BY_USER_NAME_WITH_GROUPS if wants("groups", query.attributes, query.excluded) else _BY_USER_NAME
+    return statement, {"key": fold(value)}
+
+
+def _user_name_lookup(query: Query, ctx: Context, rows: list | None = None) -> list[dict] | None:
+    """The page for ``userName eq "x"`` in one round trip, or None for other queries.
+
+    ``rows``: the plan's rows when they were read already (in the token check's round trip).
+    """
+    plan = user_name_lookup_plan(query)
+    if plan is None:
+        return None
+    statement, params = plan
+    if rows is None:
+        rows = statement.all(**params)
+    with_groups = statement is _BY_USER_NAME_WITH_GROUPS
     users: dict[str, UserRow] = {}
-    groups: dict[str, dict[str, dict]] = {}
+    groups: dict[str, dict[str, tuple]] = {}
     seen_emails: set[tuple] = set()
-    for row in statement.all(key=fold(value)):
+    for row in rows:
         user = users.get(row.id)
         if user is None:
             user = users[row.id] = UserRow(row)
@@ -754,12 +773,15 @@ def _user_name_lookup(query: Query, ctx: Context) -> list[dict] | None:
             seen_emails.add((row.id, row.email_position))
             user.emails.append(EmailRow(row))
         if with_groups and row.group_id is not None:
-            groups.setdefault(row.id, {}).setdefault(row.group_id, _group_ref(row.group_id, row.group_display, ctx))
-    for user in users.values():  # rows came ordered by group: put the e-mails back in their order
-        user.emails.sort(key=lambda email: email.position)
+            groups.setdefault(row.id, {})[row.group_id] = (row.group_key, row.group_id, row.group_display)
     manager_display = requested("manager.displayName", query.attributes)
-    return [project(user_resource(user, ctx, list(groups.get(user.id, {}).values()), manager_display), USER_DOC,
-                    query.attributes, query.excluded) for user in users.values()]
+    page = []
+    for user in sorted(users.values(), key=lambda u: (u.created_at, u.id)):  # as the general path orders
+        user.emails.sort(key=lambda email: email.position)
+        refs = [_group_ref(group_id, display, ctx) for _key, group_id, display in sorted(groups.get(user.id, {}).values())]
+        page.append(project(user_resource(user, ctx, refs, manager_display), USER_DOC, query.attributes,
+                            query.excluded))
+    return page
 
 
 def get_user(user_id: str) -> User:
@@ -893,10 +915,11 @@ def delete_user(user_id: str, ctx: Context, if_match: str | None) -> None:
     db.session.commit()
 
 
-def list_users(query: Query, ctx: Context) -> dict:
+def list_users(query: Query, ctx: Context, found: list | None = None) -> dict:
+    """One page of users; ``found``: the rows of ``user_name_lookup_plan(query)`` if already read."""
     from .schemas import LIST_SCHEMA
 
-    resources = _user_name_lookup(query, ctx)
+    resources = _user_name_lookup(query, ctx, found)
     if resources is not None:
         return {"schemas": [LIST_SCHEMA], "totalResults": len(resources), "startIndex": 1,
                 "itemsPerPage": len(resources), "Resources": resources}

@@ -22,8 +22,10 @@ def _row_text(row) -> str:
 
 
 @pytest.fixture
-def sql_seen(app):
-    """Every SQL statement and its parameters, as the database receives them."""
+def sql_seen(app, monkeypatch):
+    """Every SQL statement and its parameters, as the database receives them: through
+    SQLAlchemy, and through models.direct (which runs on the driver, past SQLAlchemy's events)."""
+    from models import direct
     seen: list[str] = []
     with app.app_context():
         engine = db.engine
@@ -31,6 +33,13 @@ def sql_seen(app):
     def remember(conn, cursor, statement, parameters, context, executemany):
         seen.append(f"{statement} {parameters!r}")
 
+    run_direct = direct._execute
+
+    def remember_direct(dialect, sql, arguments, options):
+        seen.append(f"{sql} {arguments!r}")
+        return run_direct(dialect, sql, arguments, options)
+
+    monkeypatch.setattr(direct, "_execute", remember_direct)
     event.listen(engine, "before_cursor_execute", remember)
     yield seen
     event.remove(engine, "before_cursor_execute", remember)
