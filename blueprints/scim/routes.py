@@ -120,7 +120,7 @@ def _first_read():
     if request.method != "GET" or request.endpoint != "scim.list_users":
         return None
     try:
-        query = service.build_query(request.args)
+        query = g.scim_query = service.build_query(request.args)
     except ScimError:
         return None  # refused by the view, after the token check, as any other bad query
     return service.user_name_lookup_plan(query)
@@ -214,7 +214,8 @@ def context() -> service.Context:
 
 
 def query_options() -> service.Query:
-    return service.build_query(request.args)
+    parsed = g.pop("scim_query", None)  # parsed already by the token check (_first_read)
+    return parsed if parsed is not None else service.build_query(request.args)
 
 
 def resource_response(resource: dict, version: int, status: int = 200, location: str | None = None) -> Response:
