@@ -39,3 +39,14 @@ def test_forbidden_follows_accept(client, auth, employee, accept, mimetype):
     auth.login_as(employee)
     response = client.get("/admin/", headers={"Accept": accept})
     assert response.status_code == 403 and response.mimetype == mimetype
+
+
+def test_the_scim_api_neither_reads_nor_sets_the_session_cookie(client, auth, admin):
+    auth.login_as(admin)
+    reply = client.get("/api/scim/v2/Users")
+    # A signed-in admin's cookie is no credential for SCIM, and SCIM never sets one.
+    assert reply.status_code == 401 and reply.mimetype == "application/scim+json"
+    assert "Set-Cookie" not in reply.headers
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Cache-Control"):
+        assert name in reply.headers
+    assert client.get("/admin/").status_code == 200  # the browser session itself is untouched
