@@ -31,26 +31,31 @@ def new_reference() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-def record_event(action: str, *, actor: str | None = None, target: str | None = None,
-                 outcome: str = "success", reason: str | None = None,
-                 details: dict[str, Any] | None = None, reference: str | None = None,
-                 ip_address: str | None = None) -> AuditEvent:
+def record_event(action: str, **fields: Any) -> AuditEvent:
     """Add an audit event to the current transaction (it commits with the change it records).
 
     When called inside a request, the actor and address default to the
     signed-in user and the client's address.
     """
+    event = new_event(action, **fields)
+    db.session.add(event)
+    return event
+
+
+def new_event(action: str, *, actor: str | None = None, target: str | None = None,
+              outcome: str = "success", reason: str | None = None,
+              details: dict[str, Any] | None = None, reference: str | None = None,
+              ip_address: str | None = None) -> AuditEvent:
+    """The audit event ``record_event`` would add, not yet added (for ``models.insert_new``)."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}")
     if actor is None or ip_address is None:
         request_actor, request_ip = _request_context()
         actor = actor if actor is not None else request_actor
         ip_address = ip_address if ip_address is not None else request_ip
-    event = AuditEvent(action=action, actor=actor, target=target, outcome=outcome,
-                       reason=reason, details=details or {}, reference=reference,
-                       ip_address=ip_address, created_at=utcnow())
-    db.session.add(event)
-    return event
+    return AuditEvent(action=action, actor=actor, target=target, outcome=outcome,
+                      reason=reason, details=details or {}, reference=reference,
+                      ip_address=ip_address, created_at=utcnow())
 
 
 def _request_context() -> tuple[str, str | None]:
