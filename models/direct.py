@@ -5,14 +5,16 @@ own work (session, Connection, execution context, Result), and a request's first
 pays about as much again to set up the session's connection; the same SELECT on the
 driver's cursor costs about half. For the few fixed statements that run on nearly every
 SCIM request (the token check, the ``userName eq`` lookup IdPs make before each push)
-that overhead was most of the request (docs/performance.md). Statements are still
+that overhead was about a third of the request (docs/performance.md). Statements are still
 built with SQLAlchemy Core and compiled by it, once per dialect; only their execution
 skips it. Errors come out as SQLAlchemy's own exception classes, so the 503 handlers
 treat them as they treat every other database error.
 
 Each request that uses this checks out one pooled connection in autocommit mode (a
-read sees committed data only, and never waits for SQLite's write lock), separate from
-the session's, and hands it back when the request ends.
+read sees committed data only, and never waits for SQLite's write lock) and hands it
+back when the request ends or when the session first needs a connection
+(``LobbySession.get_bind``), whichever comes first; while the session holds one, a
+statement here runs on the session's connection instead. So a thread never holds two.
 """
 from __future__ import annotations
 
