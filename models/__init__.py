@@ -22,7 +22,6 @@ NAMING = {
 }
 
 
-
 class LobbySession(FlaskSession):
     """The session: in a request declared read-only (``reads_only``), its connection is autocommit.
 
