@@ -10,6 +10,8 @@ PYTEST_ARGS ?= -n auto
 .PHONY: run test system-packages browser-packages python-check
 
 ## make run: set everything up, migrate the SQLite database, start Lobby on http://127.0.0.1:5000
+## (`make run PORT=8080` serves elsewhere; BASE_URL follows HOST and PORT unless it is set)
+run: export BASE_URL ?= http://$(HOST):$(PORT)
 run: system-packages $(VENV)/.runtime-installed
 	$(BIN)/flask db upgrade
 	@$(BIN)/flask setup-code
