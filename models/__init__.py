@@ -35,7 +35,6 @@ class LobbySession(FlaskSession):
     def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
         engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
         if bind is None and has_app_context():
-            from . import direct
             direct.release()
             if g.get("lobby_reads_only"):
                 return _autocommit(engine)
@@ -175,6 +174,7 @@ from .audit import AuditEvent, record_event  # noqa: E402
 from .saml_state import SamlOutstandingRequest, SamlSeenAssertion  # noqa: E402
 from .throttle import LoginFailure  # noqa: E402
 from .flight import SamlResponseLog, ScimRequestLog  # noqa: E402
+from . import direct  # noqa: E402  (uses db)
 
 __all__ = [
     "db", "utcnow", "new_id", "reads_only", "will_write", "install_idle_ping", "insert_new",

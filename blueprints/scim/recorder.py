@@ -182,10 +182,11 @@ class Pending:
             self._start_thread()
         return due
 
-    def take(self) -> list[dict]:
+    def take(self) -> tuple[list[dict], dict[tuple[int, int], int]]:
+        """The queued rows, and how many of them each (token id, minute) has."""
         with self.lock:
-            rows, self.rows, self.counts = self.rows, [], {}
-        return rows
+            rows, counts, self.rows, self.counts = self.rows, self.counts, [], {}
+        return rows, counts
 
     def put_back(self, rows: list[dict]) -> None:
         """Rows whose write failed wait for the next try, unless too many have piled up."""
@@ -278,7 +279,7 @@ _TOUCH = text("UPDATE scim_tokens SET last_used_at = :now WHERE id = :id "
 
 def write_pending(queue: Pending) -> None:
     """Write every queued row, the rate-limit counts and last-use times in one transaction."""
-    rows = queue.take()
+    rows, counts = queue.take()
     if not rows:
         return
     will_write()
@@ -292,15 +293,13 @@ def write_pending(queue: Pending) -> None:
         # Without RETURNING the driver sends the batch as one executemany (psycopg pipelines it)
         # instead of SQLAlchemy splicing every row into one long statement.
         connection.execute(log.insert(), [{k: row[k] for k in _LOG_COLUMNS} for row in rows])
-        counts: dict[tuple[int, int], int] = {}
         last_use: dict[int, object] = {}
         for row in rows:
             if row["token_id"] is not None:
-                key = (row["token_id"], row["minute"])
-                counts[key] = counts.get(key, 0) + 1
                 last_use[row["token_id"]] = max(row["created_at"], last_use.get(row["token_id"], row["created_at"]))
         for (token_id, minute), n in sorted(counts.items(), key=lambda item: item[0][1]):
-            connection.execute(_COUNT, {"token_id": token_id, "minute": minute, "n": n})
+            if token_id is not None:
+                connection.execute(_COUNT, {"token_id": token_id, "minute": minute, "n": n})
         for token_id, when in last_use.items():
             connection.execute(_TOUCH, {"id": token_id, "now": when, "stale": when - LAST_USED_RESOLUTION})
         written, queue.written = queue.written, queue.written + len(rows)

@@ -14,8 +14,7 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from models import (Group, Membership, User, UserEmail, db, direct, insert_new, new_id, record_event, settings,
-                    utcnow)
+from models import Group, Membership, User, UserEmail, db, direct, insert_new, new_id, settings, utcnow
 from models.audit import new_event
 from models.user import fold, search_text_for
 
@@ -497,12 +496,13 @@ class Context:
     ip_address: str | None = None
 
     def audit(self, action: str, target: str, details: dict, outcome: str = "success", reason=None):
-        record_event(action, actor=self.actor, target=target, details=details, outcome=outcome,
-                     reason=reason, ip_address=self.ip_address)
+        """Add the audit event to the session (it commits with the change it records)."""
+        db.session.add(self.event(action, target, details, outcome, reason))
 
-    def event(self, action: str, target: str, details: dict):
-        """The audit event ``audit`` would add, for a caller that writes it itself (``insert_new``)."""
-        return new_event(action, actor=self.actor, target=target, details=details, ip_address=self.ip_address)
+    def event(self, action: str, target: str, details: dict, outcome: str = "success", reason=None):
+        """The audit event, not added: for a caller that writes it itself (``insert_new``)."""
+        return new_event(action, actor=self.actor, target=target, details=details, outcome=outcome,
+                         reason=reason, ip_address=self.ip_address)
 
 
 def check_if_match(if_match: str | None, version: int) -> None:
@@ -782,7 +782,7 @@ def _user_name_lookup(query: Query, ctx: Context, rows: list | None = None) -> l
             groups.setdefault(row.id, {})[row.group_id] = (row.group_key, row.group_id, row.group_display)
     manager_display = requested("manager.displayName", query.attributes)
     page = []
-    for user in sorted(users.values(), key=lambda u: (u.created_at, u.id)):  # as the general path orders
+    for user in users.values():  # at most one: userName is unique
         user.emails.sort(key=lambda email: email.position)
         refs = [_group_ref(group_id, display, ctx) for _key, group_id, display in sorted(groups.get(user.id, {}).values())]
         page.append(project(user_resource(user, ctx, refs, manager_display), USER_DOC, query.attributes,
