@@ -35,6 +35,8 @@ class LobbySession(FlaskSession):
     def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
         engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
         if bind is None and has_app_context():
+            if direct.in_transaction():
+                raise RuntimeError("the session cannot take a connection inside a direct transaction")
             direct.release()
             if g.get("lobby_reads_only"):
                 return _autocommit(engine)
@@ -116,9 +118,32 @@ def insert_new(*objects) -> None:
     applies, since the objects were built through it (validators ran on assignment); column
     defaults are evaluated here and written back onto the objects, so the caller can render
     them. Values computed at flush time by session events (``users.search_text``) are the
-    caller's to set. Autoincremented keys are not read back.
+    caller's to set. Autoincremented keys are not read back. ``direct.insert`` does the same
+    on the driver, inside ``direct.transaction()``.
     """
     batches: dict[tuple, list[dict]] = {}
+    for table, values in new_rows(objects):
+        batches.setdefault((table, tuple(values)), []).append(values)
+    connection = db.session.connection()
+    for (table, _keys), rows in batches.items():
+        connection.execute(table.insert(), rows if len(rows) > 1 else rows[0])
+
+
+def write_new(*objects) -> None:
+    """INSERT new model objects and commit: on the driver (``direct``) when the session holds
+    no connection, which is the case for a SCIM create; otherwise in the session's transaction.
+    A constraint violation raises ``IntegrityError`` with nothing written."""
+    if direct.session_free():
+        with direct.transaction():
+            direct.insert(*objects)
+        return
+    insert_new(*objects)
+    db.session.commit()
+
+
+def new_rows(objects) -> list[tuple]:
+    """(table, column values) for each new object, its column defaults evaluated and set on it."""
+    rows = []
     for obj in objects:
         table, state = obj.__table__, inspect(obj)
         if state.session is not None or state.key is not None:
@@ -131,10 +156,8 @@ def insert_new(*objects) -> None:
                 value = column.default.arg if column.default.is_scalar else column.default.arg(None)
                 setattr(obj, column.key, value)
                 values[column.key] = value
-        batches.setdefault((table, tuple(values)), []).append(values)
-    connection = db.session.connection()
-    for (table, _keys), rows in batches.items():
-        connection.execute(table.insert(), rows if len(rows) > 1 else rows[0])
+        rows.append((table, values))
+    return rows
 
 
 IDLE_PING_SECONDS = 5.0

@@ -1,4 +1,4 @@
-"""The hottest reads, run straight on the database driver.
+"""The hottest statements, run straight on the database driver.
 
 A statement run through SQLAlchemy costs about 0.1 ms of Python on top of the driver's
 own work (session, Connection, execution context, Result), and a request's first one
@@ -15,10 +15,16 @@ read sees committed data only, and never waits for SQLite's write lock) and hand
 back when the request ends or when the session first needs a connection
 (``LobbySession.get_bind``), whichever comes first; while the session holds one, a
 statement here runs on the session's connection instead. So a thread never holds two.
+
+Writes: ``transaction()`` opens a transaction on that connection (``BEGIN IMMEDIATE`` on
+SQLite, as the session's transactions do) and ``insert()`` writes new model objects in it
+(a user created over SCIM: an IdP's initial push is thousands of them). The session must
+not be used inside such a transaction; ``LobbySession.get_bind`` refuses.
 """
 from __future__ import annotations
 
 from collections import namedtuple
+from contextlib import contextmanager
 
 from flask import g
 from sqlalchemy.exc import DBAPIError
@@ -26,30 +32,36 @@ from sqlalchemy.exc import DBAPIError
 from . import db
 
 _SLOT = "lobby_direct_connection"
+_IN_TRANSACTION = "lobby_direct_transaction"
 
 
 class Statement:
-    """A Core SELECT whose execution bypasses SQLAlchemy's per-call machinery.
+    """A Core statement whose execution bypasses SQLAlchemy's per-call machinery.
 
-    Parameters are plain values (strings, numbers); literal values written into the
-    statement are taken from its compiled form. Rows are named tuples whose values are
-    what SQLAlchemy would have produced (SQLite's datetimes, booleans and JSON decoded).
+    Parameters are plain values (strings, numbers, or what the columns' types take: a
+    datetime, a dict for JSON); literal values written into the statement are taken from
+    its compiled form. Rows are named tuples whose values are what SQLAlchemy would have
+    produced (SQLite's datetimes, booleans and JSON decoded). An INSERT is compiled for the
+    ``column_keys`` it is given and run with ``run`` (it returns no rows).
     """
 
-    def __init__(self, select):
+    def __init__(self, select, column_keys=None):
         self.select = select
-        self.names = [column.key for column in select.selected_columns]
-        self.row = namedtuple("Row", self.names, rename=True)
+        self.column_keys = list(column_keys) if column_keys is not None else None
+        selected = select.selected_columns if self.column_keys is None else []
+        self.selected = list(selected)
+        self.names = [column.key for column in self.selected]
+        self.row = namedtuple("Row", self.names, rename=True) if self.names else None
         self._compiled: dict[str, tuple] = {}
 
     def _for(self, dialect) -> tuple:
         ready = self._compiled.get(dialect.name)
         if ready is None:
-            compiled = self.select.compile(dialect=dialect)
+            compiled = self.select.compile(dialect=dialect, column_keys=self.column_keys)
             binders = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
                        for name, bind in compiled.binds.items()}
             converters = [column.type.dialect_impl(dialect).result_processor(dialect, None)
-                          for column in self.select.selected_columns]
+                          for column in self.selected]
             # psycopg: a server-side prepared statement from the first call (these run constantly);
             # sqlite3 keeps its own cache of compiled statements.
             options = {"prepare": True} if dialect.driver == "psycopg" else {}
@@ -59,16 +71,28 @@ class Statement:
             self._compiled[dialect.name] = ready
         return ready
 
+    def _arguments(self, dialect, params: dict) -> tuple:
+        sql, order, defaults, binders, converters, options = self._for(dialect)
+        values = dict(defaults, **params)
+        for name, convert in binders.items():
+            values[name] = convert(values[name])
+        return sql, (tuple(values[name] for name in order) if order is not None else values), converters, options
+
+    def run(self, **params) -> None:
+        """Execute a statement that returns no rows (an INSERT) on this request's connection."""
+        if _session_holds_connection():
+            db.session.connection().execute(self.select, params)
+            return
+        dialect = db.engine.dialect
+        sql, arguments, _converters, options = self._arguments(dialect, params)
+        _execute(dialect, sql, arguments, options, fetch=False)
+
     def all(self, **params) -> list:
         if _session_holds_connection():
             # Never a second connection while the session holds one: run it on the session's.
             return [self.row._make(row) for row in db.session.connection().execute(self.select, params)]
         dialect = db.engine.dialect
-        sql, order, defaults, binders, converters, options = self._for(dialect)
-        values = dict(defaults, **params)
-        for name, convert in binders.items():
-            values[name] = convert(values[name])
-        arguments = tuple(values[name] for name in order) if order is not None else values
+        sql, arguments, converters, options = self._arguments(dialect, params)
         rows = _execute(dialect, sql, arguments, options)
         make = self.row._make
         if converters is None:
@@ -79,6 +103,62 @@ class Statement:
     def first(self, **params):
         rows = self.all(**params)
         return rows[0] if rows else None
+
+
+_INSERTS: dict[tuple, Statement] = {}
+
+
+def insert(*objects) -> None:
+    """INSERT new model objects (not added to the session), one statement per row, inside
+    ``transaction()``: the direct counterpart of ``models.insert_new`` (whose docstring says
+    what is and is not applied: validators yes, column defaults yes, flush-time events no)."""
+    if not g.get(_IN_TRANSACTION):
+        raise RuntimeError("direct.insert runs inside direct.transaction()")
+    from . import new_rows
+    for table, values in new_rows(objects):
+        key = (table.name, tuple(values))
+        statement = _INSERTS.get(key)
+        if statement is None:
+            if len(_INSERTS) > 256:  # the column sets a create writes are few; never grow unbounded
+                _INSERTS.clear()
+            statement = _INSERTS[key] = Statement(table.insert(), column_keys=values)
+        statement.run(**values)
+
+
+@contextmanager
+def transaction():
+    """A transaction on this request's direct connection: committed when the block ends,
+    rolled back if it raises. On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``,
+    waiting up to the busy timeout), as the session's transactions do."""
+    if g.get(_IN_TRANSACTION):
+        raise RuntimeError("a direct transaction is already open")
+    if _session_holds_connection():
+        raise RuntimeError("the session holds a connection: write through it, not directly")
+    dialect = db.engine.dialect
+    _execute(dialect, "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN", (), {}, fetch=False)
+    g.lobby_direct_transaction = True
+    pooled = g.get(_SLOT)
+    try:
+        yield
+    except BaseException:
+        g.pop(_IN_TRANSACTION, None)
+        if g.get(_SLOT) is pooled:  # still ours (a lost connection was dropped from the pool)
+            try:
+                _execute(dialect, "ROLLBACK", (), {}, fetch=False)
+            except DBAPIError:
+                pass  # the rollback's own failure must not hide the error that caused it
+        raise
+    g.pop(_IN_TRANSACTION, None)
+    _execute(dialect, "COMMIT", (), {}, fetch=False)
+
+
+def in_transaction() -> bool:
+    return bool(g.get(_IN_TRANSACTION))
+
+
+def session_free() -> bool:
+    """True when a direct transaction may start: the session holds no connection."""
+    return not _session_holds_connection()
 
 
 def _session_holds_connection() -> bool:
@@ -104,6 +184,12 @@ def release(_error=None) -> None:
     pooled = g.pop(_SLOT, None)
     if pooled is None:
         return
+    if g.pop(_IN_TRANSACTION, None):
+        # Only a bug gets here (teardown ends every direct transaction first): never hand the
+        # pool a connection in the middle of one. Closing it rolls the transaction back.
+        pooled.invalidate()
+        pooled.close()
+        raise RuntimeError("a direct transaction was left open")
     try:
         if db.engine.dialect.name == "postgresql" and pooled.dbapi_connection is not None:
             pooled.driver_connection.autocommit = False  # how the pool hands connections out
@@ -111,12 +197,12 @@ def release(_error=None) -> None:
         pooled.close()
 
 
-def _execute(dialect, sql: str, arguments, options: dict) -> list:
+def _execute(dialect, sql: str, arguments, options: dict, fetch: bool = True) -> list:
     pooled = connection()
     cursor = pooled.cursor()
     try:
         cursor.execute(sql, arguments, **options)
-        return cursor.fetchall()
+        return cursor.fetchall() if fetch else []
     except dialect.loaded_dbapi.Error as error:
         gone = dialect.is_disconnect(error, pooled.dbapi_connection, cursor)
         if gone:

@@ -14,7 +14,8 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from models import Group, Membership, User, UserEmail, db, direct, insert_new, new_id, settings, utcnow
+from models import (Group, Membership, User, UserEmail, db, direct, new_id, reads_only, settings, utcnow,
+                    write_new)
 from models.audit import new_event
 from models.user import fold, search_text_for
 
@@ -606,11 +607,16 @@ def _write_user(user: User, doc: dict, *, keep_active_if_absent: bool) -> None:
         user.extra = extra
 
 
+_DISPLAY_OF = direct.Statement(select(User.__table__.c.display_name, User.__table__.c.given_name,
+                                      User.__table__.c.family_name, User.__table__.c.user_name)
+                               .where(User.__table__.c.id == bindparam("id")))
+
+
 def _display_of(user_id: str | None) -> str | None:
     if not user_id:
         return None
-    row = db.session.execute(select(User.display_name, User.given_name, User.family_name, User.user_name)
-                             .where(User.id == user_id)).first()
+    # On the driver: a create that names a manager still writes its rows without the session.
+    row = _DISPLAY_OF.first(id=user_id)
     if row is None:
         return None
     return row.display_name or " ".join(p for p in (row.given_name, row.family_name) if p) or row.user_name
@@ -817,13 +823,17 @@ def _commit_unique(what: str) -> None:
     except IntegrityError:
         db.session.rollback()
         raise Uniqueness(f"{what} is already taken (another request took it at the same moment).") from None
+    # What follows (reloading and rendering the resource) only reads: on SQLite it must not
+    # take the write lock again, and queue behind every other writer, to do so.
+    reads_only()
 
 
 def create_user(payload, ctx: Context, query: Query) -> tuple[User, dict, int]:
     """Create a user; return it with its SCIM representation (shaped by ``query``).
 
-    The new rows (user, e-mails, audit event) are written by ``insert_new``, not the ORM's
-    flush: an IdP's initial push is thousands of these, and the flush was two thirds of each.
+    The new rows (user, e-mails, audit event) are written by ``write_new`` on the database
+    driver, not by the ORM's flush: an IdP's initial push is thousands of these, and the flush
+    was two thirds of each (docs/performance.md).
     """
     doc = USER_DOC.normalise(payload)
     user = User(id=new_id(), source="scim", extra={})
@@ -834,15 +844,13 @@ def create_user(payload, ctx: Context, query: Query) -> tuple[User, dict, int]:
     event = ctx.event("scim.user.create", user.user_name, {"id": user.id, "diff": diff({}, _audit_doc(doc))})
     try:
         # The unique index decides (no look-before-insert query): a clash rolls back, then is named.
-        insert_new(user, *user.emails, event)
-        # Rendered from what was just written: no reload afterwards.
-        resource = render_user(user, ctx, query, new=True)
-        db.session.commit()
+        write_new(user, *user.emails, event)
     except IntegrityError:
         db.session.rollback()
         _check_user_name_free(doc["userName"], None)
         raise Uniqueness(f"userName {doc['userName']!r} is already taken.") from None
-    return user, resource, user.version
+    # Rendered from what was just written: no reload afterwards.
+    return user, render_user(user, ctx, query, new=True), user.version
 
 
 def _audit_doc(doc: dict) -> dict:
@@ -1089,16 +1097,26 @@ def _insert_members(group_id: str, user_ids: list[str]) -> None:
     """Add rows, never rewriting the group: a member someone else just added is left alone."""
     if not user_ids:
         return
-    bind = db.session.get_bind()
-    if bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     now = utcnow()
-    statement = insert(Membership).values(
-        [{"group_id": group_id, "user_id": uid, "source": "scim", "created_at": now} for uid in user_ids]
-    ).on_conflict_do_nothing(index_elements=["group_id", "user_id"])
-    db.session.execute(statement)
+    rows = [{"group_id": group_id, "user_id": uid, "source": "scim", "created_at": now} for uid in user_ids]
+    # One statement for any batch, run as an executemany: a VALUES list spelled out per batch
+    # size would be compiled afresh for every PATCH (a third of a member add's time).
+    db.session.execute(_add_membership(db.session.get_bind().dialect.name), rows)
+
+
+def _add_membership(dialect: str):
+    statement = _ADD_MEMBERSHIP.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = _ADD_MEMBERSHIP[dialect] = insert(Membership.__table__).on_conflict_do_nothing(
+            index_elements=["group_id", "user_id"])
+    return statement
+
+
+_ADD_MEMBERSHIP: dict = {}
 
 
 def _delete_members(group_id: str, user_ids: list[str] | None) -> None:

@@ -35,9 +35,9 @@ def sql_seen(app, monkeypatch):
 
     run_direct = direct._execute
 
-    def remember_direct(dialect, sql, arguments, options):
+    def remember_direct(dialect, sql, arguments, options, **how):
         seen.append(f"{sql} {arguments!r}")
-        return run_direct(dialect, sql, arguments, options)
+        return run_direct(dialect, sql, arguments, options, **how)
 
     monkeypatch.setattr(direct, "_execute", remember_direct)
     event.listen(engine, "before_cursor_execute", remember)
