@@ -194,14 +194,14 @@ from .identity import Identity  # noqa: E402
 from .setting import Setting, settings  # noqa: E402
 from .scim_token import ScimToken  # noqa: E402
 from .audit import AuditEvent, record_event  # noqa: E402
-from .saml_state import SamlOutstandingRequest, SamlSeenAssertion  # noqa: E402
+from .saml_state import SamlOutstandingRequest, SamlPendingSignIn, SamlSeenAssertion  # noqa: E402
 from .throttle import LoginFailure  # noqa: E402
 from .flight import SamlResponseLog, ScimRequestLog  # noqa: E402
 from . import direct  # noqa: E402  (uses db)
 
 __all__ = [
-    "db", "utcnow", "new_id", "reads_only", "will_write", "install_idle_ping", "insert_new",
+    "db", "utcnow", "new_id", "reads_only", "will_write", "install_idle_ping", "insert_new", "write_new",
     "User", "UserEmail", "Group", "Membership", "Identity", "Setting", "settings",
-    "ScimToken", "AuditEvent", "record_event", "SamlOutstandingRequest", "SamlSeenAssertion",
+    "ScimToken", "AuditEvent", "record_event", "SamlOutstandingRequest", "SamlPendingSignIn", "SamlSeenAssertion",
     "LoginFailure", "SamlResponseLog", "ScimRequestLog",
 ]

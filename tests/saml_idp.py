@@ -39,6 +39,7 @@ SP_ENTITY_ID = BASE_URL + "/auth/saml2"
 ACS_URL = BASE_URL + "/internal-api/auth/integrations/saml2/callback"
 LOGIN_PATH = "/internal-api/auth/integrations/saml2/login"
 ACS_PATH = "/internal-api/auth/integrations/saml2/callback"
+FINISH_PATH = "/internal-api/auth/integrations/saml2/finish"
 
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
@@ -309,14 +310,31 @@ def encode(xml: str) -> str:
     return base64.b64encode(xml.encode("utf-8")).decode()
 
 
-def post_response(client, xml: str | None, relay_state: str | None = None, *, raw: str | None = None):
-    """POST to the ACS as the browser does after the IdP's auto-submitting form."""
+def post_response(client, xml: str | None, relay_state: str | None = None, *, raw: str | None = None,
+                  finish: bool = True):
+    """POST to the ACS as the browser does after the IdP's auto-submitting form.
+
+    An accepted Response is answered with a redirect to the finish URL, where the browser that
+    started the login is signed in; like a browser, this follows it (unless ``finish=False``)
+    and returns the finish URL's answer.
+    """
     data = {}
     if xml is not None or raw is not None:
         data["SAMLResponse"] = raw if raw is not None else encode(xml)
     if relay_state is not None:
         data["RelayState"] = relay_state
-    return client.post(ACS_PATH, data=data)
+    reply = client.post(ACS_PATH, data=data)
+    if finish and reply.status_code == 303 and urlsplit(reply.headers["Location"]).path == FINISH_PATH:
+        return client.get(reply.headers["Location"])
+    return reply
+
+
+def same_browser(source, target):
+    """Give ``target`` (a test client, maybe of another app process) the cookies of ``source``:
+    the same browser, its next request reaching another process."""
+    for cookie in source._cookies.values():
+        target.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    return target
 
 
 def configure_saml(app, idp: TestIdP, **overrides) -> None:

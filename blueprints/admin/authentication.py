@@ -15,6 +15,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 from blueprints.auth.forms import PostForm
 from blueprints.saml.cli import attribute_statements
 from blueprints.saml.metadata import MetadataError, describe_certificate
+from blueprints.saml.routes import browser_binding
 from blueprints.saml.provider import (METHODS, ProviderError, refresh_metadata, resolve_idp, save_provider,
                                       set_password_login, sso_verified_since_change)
 from blueprints.saml.service import (IDP_INITIATED_RELAY_STATE, SamlError, ServiceProvider, load_provider,
@@ -211,7 +212,8 @@ def authentication_saml_test():
         flash("The form expired. Try again.", "error")
         return redirect(url_for("admin.authentication"))
     try:
-        location = start_login(_service_provider(), next_path=url_for("admin.authentication"), purpose="test")
+        location = start_login(_service_provider(), binding=browser_binding(), next_path=url_for("admin.authentication"),
+                               purpose="test")
     except SamlError:
         db.session.rollback()
         flash("Activate SAML2 SSO and configure the identity provider before testing.", "error")

@@ -5,8 +5,9 @@ The protocol lives in service.py; here are only requests, redirects and pages.
 from __future__ import annotations
 
 import re
+import secrets
 
-from flask import Response, current_app, redirect, render_template, request, session, url_for
+from flask import Response, current_app, flash, redirect, render_template, request, session, url_for
 
 from blueprints import csrf
 from blueprints.security import client_address, safe_next_path
@@ -14,13 +15,25 @@ from models import db
 from models.audit import new_reference
 
 from . import bp
-from .service import (ACS_PATH, ENTITY_PATH, LOGIN_PATH, MAX_RESPONSE_BYTES, Capture, RestartLogin, SamlError,
-                      ServiceProvider, consume_response, load_provider, record_rejection, record_restart,
-                      sp_metadata_xml, start_login)
+from .service import (ACS_PATH, ENTITY_PATH, FINISH_PATH, LOGIN_PATH, MAX_RESPONSE_BYTES, Capture, RestartLogin,
+                      SamlError, ServiceProvider, consume_response, finish_sign_in, hold_sign_in, load_provider,
+                      record_rejection, record_restart, record_unfinished, sp_metadata_xml, start_login)
 
 FAILED_PATH = "/internal-api/auth/integrations/saml2/failed"
 _REFERENCE_RE = re.compile(r"^[A-Z0-9]{8}$")
 FAILURE_KINDS = ("error", "deactivated", "no_account", "not_configured")
+
+
+def browser_binding() -> str:
+    """This browser's secret for SAML sign-ins, kept in its session (created on first use).
+
+    A login started here completes only where the secret is presented again: at the finish
+    URL, a same-site GET that carries the session cookie (the ACS POST does not).
+    """
+    binding = session.get("saml_binding")
+    if not isinstance(binding, str) or len(binding) < 32:
+        binding = session["saml_binding"] = secrets.token_urlsafe(32)
+    return binding
 
 
 def service_provider() -> ServiceProvider:
@@ -50,7 +63,7 @@ def login():
     """SP-initiated sign-in: remember where to go afterwards, send the browser to the IdP."""
     next_path = safe_next_path(request.args.get("next"))
     try:
-        location = start_login(service_provider(), next_path=next_path, purpose="login")
+        location = start_login(service_provider(), binding=browser_binding(), next_path=next_path, purpose="login")
     except SamlError as error:
         db.session.rollback()
         return _failure_redirect(error.kind, None)
@@ -80,23 +93,49 @@ def acs():
     if isinstance(outcome, RestartLogin):
         record_restart(outcome.capture, reference, provider)
         try:
-            location = start_login(sp, next_path="/", purpose="login", provider=provider)
+            # This POST carries no session cookie (cross-site): the secret set here replaces it.
+            location = start_login(sp, binding=browser_binding(), next_path="/", purpose="login", provider=provider)
         except SamlError as error:
             db.session.rollback()
             return _reject(error, reference, provider)
         db.session.commit()
         return redirect(location, 303)
 
+    # Accepted. The session starts at the finish URL, in the browser that started the login.
+    ticket = hold_sign_in(outcome, reference)
+    db.session.commit()
+    return redirect(url_for("saml.finish", ticket=ticket), 303)
+
+
+@bp.get(FINISH_PATH)
+def finish():
+    """Complete an accepted sign-in: only the browser that started the login holds its secret."""
     from blueprints.auth.routes import _start_session
-    if outcome.purpose == "test":
+    try:
+        done = finish_sign_in(request.args.get("ticket"), session.get("saml_binding"))
+    except SamlError as error:
+        db.session.rollback()
+        record_unfinished(error, None)
+        db.session.commit()
+        current_app.logger.info("SAML sign-in not completed: %s", error.reason)
+        if error.capture.purpose == "test" and current_user_is_admin():
+            flash(f"Test sign-in not completed: {error.reason}", "error")
+            return redirect(url_for("admin.authentication"), 303)
+        return _failure_redirect(error.kind, None)
+    if done.purpose == "test":
         # The admin who pressed "Test sign-in" keeps their session unless the IdP signed in an admin.
-        if outcome.user.is_admin:
-            _start_session(outcome.user)
+        if done.user.is_admin:
+            _start_session(done.user)
         else:
             db.session.commit()
-        return redirect(url_for("admin.authentication", test=reference), 303)
-    _start_session(outcome.user)  # commits the whole sign-in in one transaction
-    return redirect(safe_next_path(outcome.next_path), 303)
+        return redirect(url_for("admin.authentication", test=done.reference), 303)
+    _start_session(done.user)  # commits the whole sign-in in one transaction
+    return redirect(safe_next_path(done.next_path), 303)
+
+
+def current_user_is_admin() -> bool:
+    from flask_login import current_user
+    return bool(current_user.is_authenticated and current_user.is_admin)
 
 
 def _reject(error: SamlError, reference: str, provider):

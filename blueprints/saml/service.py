@@ -18,6 +18,7 @@ import base64
 import binascii
 import calendar
 import hashlib
+import hmac
 import re
 import secrets
 import shutil
@@ -45,8 +46,8 @@ from saml2.validate import ResponseLifetimeExceed, ToEarly
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from models import (Group, Identity, Membership, SamlOutstandingRequest, SamlResponseLog, SamlSeenAssertion,
-                    User, db, record_event, settings, utcnow)
+from models import (Group, Identity, Membership, SamlOutstandingRequest, SamlPendingSignIn, SamlResponseLog,
+                    SamlSeenAssertion, User, db, record_event, settings, utcnow)
 from models.user import fold
 
 from .metadata import IdpDescription, idp_metadata_xml
@@ -60,6 +61,8 @@ STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 ENTITY_PATH = "/auth/saml2"
 ACS_PATH = "/internal-api/auth/integrations/saml2/callback"
 LOGIN_PATH = "/internal-api/auth/integrations/saml2/login"
+# Where the ACS sends the browser on, to finish an accepted sign-in with its session cookie.
+FINISH_PATH = "/internal-api/auth/integrations/saml2/finish"
 
 # The Default RelayState the guide has admins type into Okta: the dashboard tile.
 IDP_INITIATED_RELAY_STATE = "initiate-sp-login"
@@ -68,6 +71,8 @@ IDP_INITIATED_RELAY_STATE = "initiate-sp-login"
 MAX_RESPONSE_BYTES = 256 * 1024
 MAX_RELAY_STATE = 512
 OUTSTANDING_LIFETIME = timedelta(minutes=15)
+# From the ACS's redirect to the browser's GET of the finish URL: one round trip.
+PENDING_LIFETIME = timedelta(minutes=2)
 FLIGHT_XML_LIMIT = 64 * 1024
 
 _DOCTYPE_RE = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)", re.I)
@@ -109,6 +114,8 @@ class SignIn:
     purpose: str
     created: bool
     capture: Capture
+    binding_hash: str | None = None  # of the browser that started the login
+    details: dict = field(default_factory=dict)  # for the audit event, once the sign-in completes
 
 
 @dataclass
@@ -262,9 +269,15 @@ def sp_metadata_xml(sp: ServiceProvider) -> str:
 
 # --- SP-initiated login --------------------------------------------------------------------
 
-def start_login(sp: ServiceProvider, *, next_path: str = "/", purpose: str = "login",
+def start_login(sp: ServiceProvider, *, binding: str, next_path: str = "/", purpose: str = "login",
                 provider: Provider | None = None) -> str:
-    """Store a new outstanding AuthnRequest and return the IdP URL to redirect the browser to."""
+    """Store a new outstanding AuthnRequest and return the IdP URL to redirect the browser to.
+
+    ``binding``: the secret the starting browser keeps in its session (``browser_binding``); the
+    sign-in completes only where it is presented again (``finish_sign_in``).
+    """
+    if not binding:
+        raise ValueError("a login is started for a browser: its binding secret is required")
     provider = provider or load_provider()
     if not provider.ready:
         raise SamlError("SAML sign-in is not activated or the IdP is not configured", kind="not_configured")
@@ -277,13 +290,19 @@ def start_login(sp: ServiceProvider, *, next_path: str = "/", purpose: str = "lo
     location = dict(info["headers"])["Location"]
     now = utcnow()
     db.session.add(SamlOutstandingRequest(id=request_id, relay_state=handle, next_path=next_path,
-                                          purpose=purpose, created_at=now, expires_at=now + OUTSTANDING_LIFETIME))
+                                          purpose=purpose, binding_hash=_digest(binding), created_at=now,
+                                          expires_at=now + OUTSTANDING_LIFETIME))
     return location
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def forget_expired() -> None:
     now = utcnow()
     db.session.execute(delete(SamlOutstandingRequest).where(SamlOutstandingRequest.expires_at < now))
+    db.session.execute(delete(SamlPendingSignIn).where(SamlPendingSignIn.expires_at < now))
     db.session.execute(delete(SamlSeenAssertion).where(SamlSeenAssertion.expires_at < now))
 
 
@@ -382,13 +401,79 @@ def consume_response(sp: ServiceProvider, saml_response: str | None, relay_state
 
     user, created = provision_user(provider, capture, fail)
     capture.user_id = user.id
-    record_event("auth.login", actor=user.user_name, target=user.user_name, reference=reference,
-                 details={"method": "saml", "idp": provider.idp.entity_id, "name_id": capture.name_id,
-                          "created": created, "purpose": outstanding.purpose})
     _record_flight(provider, capture, verdict="accepted", reason=None, reference=reference)
+    return SignIn(user=user, next_path=next_path, purpose=outstanding.purpose, created=created, capture=capture,
+                  binding_hash=outstanding.binding_hash,
+                  details={"method": "saml", "idp": provider.idp.entity_id, "name_id": capture.name_id,
+                           "created": created, "purpose": outstanding.purpose})
+
+
+# --- finishing in the browser that started -------------------------------------------------
+
+@dataclass
+class Finished:
+    user: User
+    next_path: str
+    purpose: str
+    reference: str | None
+
+
+def hold_sign_in(sign_in: SignIn, reference: str | None) -> str:
+    """Keep an accepted sign-in for the finish URL; return its one-time ticket (the caller commits)."""
+    ticket = secrets.token_urlsafe(32)
+    now = utcnow()
+    db.session.add(SamlPendingSignIn(
+        ticket_hash=_digest(ticket), user_id=sign_in.user.id, binding_hash=sign_in.binding_hash,
+        next_path=sign_in.next_path, purpose=sign_in.purpose, reference=reference, details=sign_in.details,
+        created_at=now, expires_at=now + PENDING_LIFETIME))
+    return ticket
+
+
+def finish_sign_in(ticket: str | None, binding: str | None) -> Finished:
+    """Complete a held sign-in in the browser presenting ``binding``, or raise SamlError.
+
+    The ticket is used up by a completed sign-in. The caller commits, then starts the session.
+    """
+    capture = Capture()
+
+    def fail(reason: str, kind: str = "error"):
+        raise SamlError(reason, kind=kind, capture=capture)
+
+    if not ticket or len(ticket) > 128:
+        fail("The sign-in link carries no valid ticket")
+    held = db.session.get(SamlPendingSignIn, _digest(ticket))
+    if held is None:
+        fail("The sign-in link is unknown or was already used (sign in again)")
+    capture.purpose, capture.user_id = held.purpose, held.user_id
+    capture.name_id = (held.details or {}).get("name_id")
+    if held.expires_at < utcnow():
+        fail(f"The sign-in link expired: it is valid for {int(PENDING_LIFETIME.total_seconds())} seconds "
+             f"after the IdP's answer (sign in again)")
+    if not binding or held.binding_hash is None or not hmac.compare_digest(held.binding_hash, _digest(binding)):
+        fail("The sign-in was started in another browser: a Response is accepted only in the browser that "
+             "asked for it (a sign-in relayed from elsewhere is refused; sign in again from this browser)")
+    # Of two concurrent uses of one ticket, exactly one deletes the row.
+    used = db.session.execute(delete(SamlPendingSignIn).where(SamlPendingSignIn.ticket_hash == held.ticket_hash))
+    if used.rowcount != 1:
+        fail("The sign-in link was already used")
+    user = db.session.get(User, held.user_id)
+    if user is None:
+        fail("The account was deleted before the sign-in completed", kind="no_account")
+    if not user.active:
+        fail("The account was deactivated before the sign-in completed", kind="deactivated")
+    record_event("auth.login", actor=user.user_name, target=user.user_name, reference=held.reference,
+                 details=held.details or {})
     if user.is_admin:
         settings.set("saml", "admin_sso_verified_at", utcnow().isoformat())
-    return SignIn(user=user, next_path=next_path, purpose=outstanding.purpose, created=created, capture=capture)
+    return Finished(user=user, next_path=held.next_path or "/", purpose=held.purpose, reference=held.reference)
+
+
+def record_unfinished(error: SamlError, reference: str | None) -> None:
+    """Audit event for a sign-in refused at the finish URL (call after rolling back)."""
+    capture = error.capture
+    record_event("auth.login", actor="anonymous", target=capture.name_id, outcome="failure", reason=error.reason,
+                 reference=reference, details={"method": "saml", "step": "finish", "purpose": capture.purpose,
+                                               "user_id": capture.user_id})
 
 
 def _release_frames(error: BaseException) -> None:

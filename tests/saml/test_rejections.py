@@ -2,13 +2,15 @@
 import base64
 import re
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 
 from models import AuditEvent, SamlResponseLog, User, db
 
-from ..saml_idp import (ACS_URL, SP_ENTITY_ID, TestIdP, encode, make_key_pair, post_response, start_login)
+from ..saml_idp import (ACS_URL, FINISH_PATH, SP_ENTITY_ID, TestIdP, encode, make_key_pair, post_response,
+                        start_login)
 
 
 def refused(app, reply, reason_part):
@@ -278,13 +280,72 @@ def test_flight_recorder_keeps_only_the_last_responses(app, client, saml):
 
 
 def test_acs_does_not_need_csrf_or_session(app, saml):
-    """The IdP's cross-site POST carries no CSRF token and (SameSite=Lax) no session cookie."""
+    """The IdP's cross-site POST carries no CSRF token and (SameSite=Lax) no session cookie: the
+    ACS accepts it without either, and the browser that started the login is signed in at the
+    finish URL, a same-site GET that carries its cookie."""
     browser = app.test_client()
     request = start_login(browser)
-    stranger = app.test_client()  # no cookies at all
-    reply = post_response(stranger, saml.response(request.id), request.relay_state)
-    assert reply.status_code == 303 and reply.headers["Location"] == "/"
-    assert stranger.get("/").status_code == 200
+    cookieless = app.test_client()  # what the ACS sees of the browser's cross-site POST
+    reply = post_response(cookieless, saml.response(request.id), request.relay_state, finish=False)
+    assert reply.status_code == 303 and urlsplit(reply.headers["Location"]).path == FINISH_PATH
+    finished = browser.get(reply.headers["Location"])
+    assert finished.status_code == 303 and finished.headers["Location"] == "/"
+    assert browser.get("/").status_code == 200
+
+
+def test_a_response_relayed_into_another_browser_signs_nobody_in(app, saml):
+    """Login CSRF: an attacker starts a login, gets a Response for their own account and makes
+    a victim's browser post it. The ACS accepts the Response, but the victim's browser does not
+    hold the secret of the browser that asked for it, so the finish URL refuses."""
+    attacker = app.test_client()
+    request = start_login(attacker)
+    victim = app.test_client()
+    victim.get("/login")  # the victim has a session of their own
+    reply = post_response(victim, saml.response(request.id), request.relay_state)
+    assert reply.status_code == 303 and "/saml2/failed?kind=error" in reply.headers["Location"]
+    assert victim.get("/").status_code == 302  # still signed out
+    with app.app_context():
+        refused = AuditEvent.query.filter_by(action="auth.login", outcome="failure").one()
+        assert "started in another browser" in refused.reason
+        assert AuditEvent.query.filter_by(action="auth.login", outcome="success").count() == 0
+
+
+def test_the_finish_url_is_used_once_and_expires(app, saml, monkeypatch):
+    browser = app.test_client()
+    request = start_login(browser)
+    reply = post_response(browser, saml.response(request.id), request.relay_state, finish=False)
+    finish_url = reply.headers["Location"]
+    assert browser.get(finish_url).headers["Location"] == "/"
+    again = browser.get(finish_url)
+    assert again.status_code == 303 and "kind=error" in again.headers["Location"]
+    with app.app_context():
+        reasons = [e.reason for e in AuditEvent.query.filter_by(action="auth.login", outcome="failure")]
+        assert any("unknown or was already used" in r for r in reasons)
+    # A second login, finished too late.
+    later = app.test_client()
+    request = start_login(later)
+    reply = post_response(later, saml.response(request.id), request.relay_state, finish=False)
+    import blueprints.saml.service as service
+    monkeypatch.setattr(service, "utcnow", lambda: datetime.utcnow() + timedelta(minutes=3))
+    late = later.get(reply.headers["Location"])
+    assert late.status_code == 303 and "kind=error" in late.headers["Location"]
+    monkeypatch.undo()
+    assert later.get("/").status_code == 302
+    with app.app_context():
+        assert any("expired" in (e.reason or "") for e in AuditEvent.query.filter_by(outcome="failure"))
+
+
+def test_a_user_deactivated_before_the_finish_is_not_signed_in(app, saml):
+    browser = app.test_client()
+    request = start_login(browser)
+    reply = post_response(browser, saml.response(request.id), request.relay_state, finish=False)
+    with app.app_context():
+        user = User.query.filter(User.user_name_key == "erin@example.com").one()
+        user.active = False
+        db.session.commit()
+    finished = browser.get(reply.headers["Location"])
+    assert finished.status_code == 303 and "kind=deactivated" in finished.headers["Location"]
+    assert browser.get("/").status_code == 302
 
 
 def test_unconfigured_saml_refuses(app, client, admin, idp):

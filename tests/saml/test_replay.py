@@ -4,7 +4,7 @@ import threading
 
 from models import AuditEvent, SamlOutstandingRequest, SamlSeenAssertion, db
 
-from ..saml_idp import post_response, start_login
+from ..saml_idp import post_response, same_browser, start_login
 
 
 def reason_of(app, reply):
@@ -38,8 +38,9 @@ def test_replay_through_a_second_app_instance(app, make_app, client, saml):
 
 
 def test_request_started_in_one_process_completes_in_another(app, make_app, saml):
-    request = start_login(app.test_client())
-    other = make_app().test_client()
+    browser = app.test_client()
+    request = start_login(browser)
+    other = same_browser(browser, make_app().test_client())
     assert post_response(other, saml.response(request.id), request.relay_state).headers["Location"] == "/"
 
 
@@ -74,14 +75,15 @@ def test_refused_response_does_not_consume_the_request(app, client, saml):
 
 def test_concurrent_double_use_signs_in_once(app, make_app, saml):
     """Two processes receive the same Response at the same moment: exactly one accepts it."""
-    request = start_login(app.test_client())
+    browser = app.test_client()
+    request = start_login(browser)
     xml = saml.response(request.id)
     apps = [app, make_app()]
     barrier = threading.Barrier(2)
     outcomes = []
 
     def post(instance):
-        client = instance.test_client()
+        client = same_browser(browser, instance.test_client())
         barrier.wait()
         outcomes.append(post_response(client, xml, request.relay_state).headers["Location"])
 

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 from models import AuditEvent, Identity, User, db
 
 from ..live import LiveServer, free_port
-from ..saml_idp import LOGIN_PATH, ACS_PATH, TestIdP, configure_saml, encode, read_authn_request
+from ..saml_idp import LOGIN_PATH, ACS_PATH, FINISH_PATH, TestIdP, configure_saml, encode, read_authn_request
 from ..scim.conftest import PATCH_SCHEMA, USER_SCHEMA, issue_token
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -137,7 +137,9 @@ def test_login_replay_and_deactivation_across_two_gunicorn_servers(app, database
                            recipient=base + ACS_PATH)
         form = {"SAMLResponse": encode(xml), "RelayState": authn.relay_state}
         landed = browser.post(b.url + ACS_PATH, data=form, allow_redirects=False, timeout=30)
-        assert landed.status_code == 303 and landed.headers["Location"] == "/", (landed.status_code, landed.text[:500])
+        assert landed.status_code == 303 and FINISH_PATH in landed.headers["Location"], landed.text[:500]
+        finished = browser.get(b.url + landed.headers["Location"], allow_redirects=False, timeout=30)
+        assert finished.status_code == 303 and finished.headers["Location"] == "/", finished.text[:500]
         for server in (b, a):  # the session works on both
             home = browser.get(server.url + "/", allow_redirects=False, timeout=30)
             assert home.status_code == 200 and "Erin" in home.text
