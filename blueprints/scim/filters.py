@@ -122,6 +122,9 @@ def tokenize(text: str) -> list[Token]:
             if "\x00" in value:  # no attribute can hold a NUL (PostgreSQL refuses it outright)
                 raise InvalidFilter(f"The string at position {pos + 1} of the filter contains a NUL character "
                                     "(\\u0000), which no attribute can hold.")
+            if has_lone_surrogate(value):
+                raise InvalidFilter(f"The string at position {pos + 1} of the filter contains a lone UTF-16 "
+                                    "surrogate (such as \\ud800), which is not a character.")
             tokens.append(Token(kind, raw, value, pos))
         elif kind == "number":
             value = json.loads(raw)
@@ -131,6 +134,15 @@ def tokenize(text: str) -> list[Token]:
         pos = match.end()
     tokens.append(Token("end", "", None, len(text)))
     return tokens
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """JSON's \\uXXXX escapes can spell half of a UTF-16 pair, which no text column can store.
+    (A proper pair is decoded to one character, so any surrogate left is a lone one.)"""
+    return _SURROGATE.search(text) is not None
 
 
 def split_attr_path(word: str, *, for_filter: bool = True) -> AttrRef:

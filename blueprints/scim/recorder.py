@@ -28,6 +28,8 @@ from models import ScimRequestLog, ScimToken, Setting, db, direct, settings, utc
 from models.scim_token import ScimRateWindow, hash_token
 from models.setting import DEFINITIONS
 
+from .filters import has_lone_surrogate
+
 BODY_LIMIT = 4000
 SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|credential", re.IGNORECASE)
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -140,6 +142,9 @@ def body_for_log(raw: bytes | None) -> str | None:
         return None
     try:
         shown = json.dumps(redact(json.loads(raw)), ensure_ascii=False)
+        if has_lone_surrogate(shown):
+            # Refused with a 400, still logged: escaped, since no text column can store one.
+            shown = json.dumps(redact(json.loads(raw)))
     except (ValueError, UnicodeDecodeError):
         shown = "[not JSON]"
     except RecursionError:  # too deeply nested to parse (or to redact): still logged, as such

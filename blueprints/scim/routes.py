@@ -14,6 +14,7 @@ from models.scim_token import TOKEN_PREFIX
 
 from . import PREFIX, bp
 from . import recorder, service
+from .filters import has_lone_surrogate
 from .errors import (Forbidden, InvalidSyntax, MethodNotAllowed, NotFound, NotImplementedFeature, PayloadTooLarge,
                      InvalidValue, RateLimited, ScimError, Unauthorized)
 from .schemas import SCHEMAS, resource_types, service_provider_config
@@ -97,7 +98,14 @@ def authenticate():
                 'The Authorization header holds the token without its "Bearer " prefix: prefix it with "Bearer ". '
                 "In Okta's SCIM 2.0 Test App (Header Auth) paste \"Bearer <token>\" into API Token.")
         raise Unauthorized(f'Lobby takes a bearer token: "Authorization: Bearer <token>", not {scheme!r}.')
-    gate = recorder.check_gate(credential.strip(), limit, _first_read())
+    credential = credential.strip()
+    doubled, _, inner = credential.partition(" ")
+    if doubled.lower() == "bearer" and inner.strip():
+        # "Bearer Bearer <token>": "Bearer <token>" pasted where the client adds "Bearer " itself.
+        raise Unauthorized('The Authorization header says "Bearer" twice. Where the client adds "Bearer " itself '
+                           "(Okta's custom app, HTTP Header option), paste the token alone; only Okta's SCIM 2.0 "
+                           'Test App (Header Auth) takes "Bearer <token>" in API Token.')
+    gate = recorder.check_gate(credential, limit, _first_read())
     if gate.token is None:
         raise Unauthorized("The token is not valid (mistyped, or revoked). Make a new one on Lobby's "
                            "Admin > Provisioning page.")
@@ -191,19 +199,24 @@ def body():
         raise InvalidSyntax("The body is not valid JSON.") from None
     except RecursionError:  # [[[[...]]]] thousands deep: the parser gives up; a client error, not a 500
         raise InvalidSyntax("The body nests arrays or objects too deeply.") from None
-    if (b"\\u0000" in raw or b"\x00" in raw) and _holds_nul(parsed):
+    if (b"\\u0000" in raw or b"\x00" in raw) and _holds(parsed, lambda text: "\x00" in text):
         # No attribute can hold a NUL, and PostgreSQL refuses one in text: say so instead of failing.
         raise InvalidValue("A value in the body contains a NUL character (\\u0000), which no attribute can hold.")
+    if (b"\\ud" in raw or b"\\uD" in raw) and _holds(parsed, has_lone_surrogate):
+        # Half of a UTF-16 pair is not a character: neither database can store it.
+        raise InvalidValue("A value in the body contains a lone UTF-16 surrogate (such as \\ud800), which is not "
+                           "a character; send the whole pair or the character itself.")
     return parsed
 
 
-def _holds_nul(value) -> bool:
+def _holds(value, found) -> bool:
+    """Whether ``found`` is true of any string (key or value) in a parsed JSON body."""
     if isinstance(value, str):
-        return "\x00" in value
+        return found(value)
     if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+        return any(_holds(k, found) or _holds(v, found) for k, v in value.items())
     if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
+        return any(_holds(item, found) for item in value)
     return False
 
 

@@ -1083,25 +1083,39 @@ def _member_ids(value, where: str) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _existing_users(ids: list[str]) -> None:
+def _known_users(ids: list[str]) -> tuple[list[str], list[str]]:
+    """The ids naming users Lobby has, and the others.
+
+    A member the IdP still lists but Lobby no longer has (deleted here, say) is left out and
+    named in the audit event, not refused: refusing would fail every later push to the group
+    as a whole (both vendors send a group's member changes in batches), and Microsoft's
+    documented answer to adding an unknown member is a success.
+    """
     if not ids:
-        return
+        return [], []
     found = set(db.session.execute(select(User.id).where(User.id.in_(ids))).scalars())
-    missing = [i for i in ids if i not in found]
-    if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise InvalidValue(f"No user with id {shown}: members must be users Lobby knows.")
+    return [i for i in ids if i in found], [i for i in ids if i not in found]
 
 
-def _insert_members(group_id: str, user_ids: list[str]) -> None:
-    """Add rows, never rewriting the group: a member someone else just added is left alone."""
+def _insert_members(group_id: str, user_ids: list[str]) -> list[str]:
+    """Add rows, never rewriting the group: a member someone else just added is left alone.
+
+    Returns the users who were not members yet. Adding a member already there changes nothing
+    (RFC 7644 §3.5.2.1: not even the group's version).
+    """
     if not user_ids:
-        return
+        return []
+    present = set(db.session.execute(select(Membership.user_id).where(
+        Membership.group_id == group_id, Membership.user_id.in_(user_ids))).scalars())
+    new = [uid for uid in dict.fromkeys(user_ids) if uid not in present]
+    if not new:
+        return []
     now = utcnow()
-    rows = [{"group_id": group_id, "user_id": uid, "source": "scim", "created_at": now} for uid in user_ids]
+    rows = [{"group_id": group_id, "user_id": uid, "source": "scim", "created_at": now} for uid in new]
     # One statement for any batch, run as an executemany: a VALUES list spelled out per batch
     # size would be compiled afresh for every PATCH (a third of a member add's time).
     db.session.execute(_add_membership(db.session.get_bind().dialect.name), rows)
+    return new
 
 
 def _add_membership(dialect: str):
@@ -1119,22 +1133,26 @@ def _add_membership(dialect: str):
 _ADD_MEMBERSHIP: dict = {}
 
 
-def _delete_members(group_id: str, user_ids: list[str] | None) -> None:
+def _delete_members(group_id: str, user_ids: list[str] | None) -> list[str]:
+    """Delete these members (all when ``user_ids`` is None); return the users who were members."""
     statement = Membership.__table__.delete().where(Membership.group_id == group_id)
+    present = select(Membership.user_id).where(Membership.group_id == group_id)
     if user_ids is not None:
         if not user_ids:
-            return
+            return []
         statement = statement.where(Membership.user_id.in_(user_ids))
-    db.session.execute(statement)
+        present = present.where(Membership.user_id.in_(user_ids))
+    gone = list(db.session.execute(present).scalars())
+    if gone:
+        db.session.execute(statement)
+    return gone
 
 
 def _set_members(group_id: str, user_ids: list[str]) -> tuple[list[str], list[str]]:
     current = set(db.session.execute(select(Membership.user_id).where(Membership.group_id == group_id)).scalars())
     wanted = set(user_ids)
-    added, removed = sorted(wanted - current), sorted(current - wanted)
-    _delete_members(group_id, removed)
-    _insert_members(group_id, added)
-    return added, removed
+    return sorted(_insert_members(group_id, sorted(wanted - current))), sorted(
+        _delete_members(group_id, sorted(current - wanted)))
 
 
 def _touch_groups(group_ids: list[str]) -> None:
@@ -1163,7 +1181,7 @@ def create_group(payload, ctx: Context) -> tuple[Group, bool]:
     """Create a group (or adopt a local one when the admin allows); True when created."""
     doc = GROUP_DOC.normalise(payload)
     member_ids = _member_ids(_members_in(payload), "members") if _members_in(payload) else []
-    _existing_users(member_ids)
+    member_ids, unknown = _known_users(member_ids)
     clash = _conflicting_group(doc["displayName"], None)
     created = True
     if clash is not None and not clash.idp_managed and settings.get("scim", "local_group_conflict") == "adopt":
@@ -1174,18 +1192,24 @@ def create_group(payload, ctx: Context) -> tuple[Group, bool]:
         db.session.flush()
         added, removed = _set_members(group.id, member_ids)
         ctx.audit("scim.group.adopt", group.display_name,
-                  {"id": group.id, "members_added": added, "members_removed": removed})
+                  _unknown_noted({"id": group.id, "members_added": added, "members_removed": removed}, unknown))
     else:
         _reject_name_clash(doc["displayName"], None)
         group = Group(display_name=doc["displayName"], external_id=doc.get("externalId"), source="scim")
         db.session.add(group)
         db.session.flush()
-        _insert_members(group.id, member_ids)
+        added = _insert_members(group.id, member_ids)
         ctx.audit("scim.group.create", group.display_name,
-                  {"id": group.id, "diff": diff({}, doc), "members_added": member_ids})
+                  _unknown_noted({"id": group.id, "diff": diff({}, doc), "members_added": added}, unknown))
     _commit_unique(f"displayName {doc['displayName']!r}")
     db.session.refresh(group)
     return group, created
+
+
+def _unknown_noted(details: dict, unknown: list[str]) -> dict:
+    if unknown:
+        details["members_unknown"] = unknown
+    return details
 
 
 def _members_in(payload) -> list | None:
@@ -1200,7 +1224,7 @@ def replace_group(group_id: str, payload, ctx: Context, if_match: str | None) ->
     member_ids = _member_ids(members, "members") if members else []
     group = get_group(group_id, lock=True)
     check_if_match(if_match, group.version)
-    _existing_users(member_ids)
+    member_ids, unknown = _known_users(member_ids)
     before = group_document(group)
     if fold(doc["displayName"]) != group.display_name_key:
         _reject_name_clash(doc["displayName"], group.id)
@@ -1211,7 +1235,8 @@ def replace_group(group_id: str, payload, ctx: Context, if_match: str | None) ->
     if changes or added or removed:
         group.touch()
     ctx.audit("scim.group.replace", group.display_name,
-              {"id": group.id, "diff": changes, "members_added": added, "members_removed": removed})
+              _unknown_noted({"id": group.id, "diff": changes, "members_added": added, "members_removed": removed},
+                             unknown))
     _commit_unique(f"displayName {doc['displayName']!r}")
     db.session.refresh(group)
     return group
@@ -1231,6 +1256,7 @@ def patch_group(group_id: str, payload, ctx: Context, if_match: str | None) -> G
     check_if_match(if_match, group.version)
     added: list[str] = []
     removed: list[str] = []
+    unknown: list[str] = []
 
     def members(op: str, path: F.PatchPath, value):
         # Members are rows of their own: each operation adds or deletes only the rows it names.
@@ -1246,22 +1272,15 @@ def patch_group(group_id: str, payload, ctx: Context, if_match: str | None) -> G
                 ids = _member_ids(value, "members")  # Entra: remove with a list of values
             else:
                 ids = None  # remove all members
-            if ids is None:
-                gone = list(db.session.execute(select(Membership.user_id)
-                                               .where(Membership.group_id == group.id)).scalars())
-                _delete_members(group.id, None)
-                removed.extend(gone)
-            else:
-                _delete_members(group.id, ids)
-                removed.extend(ids)
+            removed.extend(_delete_members(group.id, ids))
             return
         if path.value_filter is not None:
             raise InvalidValue("Add or replace members without a filter: path \"members\".", scim_type="invalidPath")
         ids = _member_ids(value, "members") if value not in (None, []) else []
-        _existing_users(ids)
+        ids, missing = _known_users(ids)
+        unknown.extend(missing)
         if op == "add":
-            _insert_members(group.id, ids)
-            added.extend(ids)
+            added.extend(_insert_members(group.id, ids))
         else:
             plus, minus = _set_members(group.id, ids)
             added.extend(plus)
@@ -1283,7 +1302,7 @@ def patch_group(group_id: str, payload, ctx: Context, if_match: str | None) -> G
         details["members_added"] = added
     if removed:
         details["members_removed"] = removed
-    ctx.audit("scim.group.patch", group.display_name, details)
+    ctx.audit("scim.group.patch", group.display_name, _unknown_noted(details, unknown))
     _commit_unique(f"displayName {after['displayName']!r}")
     db.session.refresh(group)
     return group

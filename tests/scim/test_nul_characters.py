@@ -34,3 +34,41 @@ def test_nul_in_an_id_is_a_400_and_still_logged(app, client, scim_headers):
     assert response.get_json()["scimType"] == "invalidValue"
     with app.app_context():
         assert ScimRequestLog.query.filter(ScimRequestLog.path.contains("%00")).count() == 1
+
+
+# A lone UTF-16 surrogate (half of a pair, spelled as a JSON escape) is not a character: no
+# database can store it. Refused with a 400 like a NUL, and the refused request is still logged.
+
+@pytest.mark.parametrize("filter_text", ['userName eq "sur\\ud800"', 'title co "\\udfff"',
+                                         'emails[value sw "\\ud83d"]'])
+def test_a_lone_surrogate_in_a_filter_is_an_invalid_filter(app, client, scim_headers, filter_text):
+    response = client.get("/api/scim/v2/Users", query_string={"filter": filter_text, "count": "0"},
+                          headers=scim_headers)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["scimType"] == "invalidFilter" and "surrogate" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize("path,body", [
+    ("Users", '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"sur\\ud800"}'),
+    ("Groups", '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"x\\uDC00"}'),
+    ("Users", '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"ok@example.com",'
+              '"name":{"\\ud800key":"v"}}'),
+])
+def test_a_lone_surrogate_in_a_body_is_an_invalid_value_and_still_logged(app, client, scim_headers, path, body):
+    response = client.post(f"/api/scim/v2/{path}", data=body, headers=scim_headers)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["scimType"] == "invalidValue" and "surrogate" in response.get_json()["detail"]
+    with app.app_context():
+        assert User.query.count() == 0
+        logged = ScimRequestLog.query.filter_by(status=400).one()
+        assert "\\ud" in logged.request_body.lower()  # kept escaped
+
+
+def test_a_proper_surrogate_pair_is_a_character_and_is_stored(app, client, scim_headers):
+    body = '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"rocket\\ud83d\\ude80@example.com"}'
+    response = client.post("/api/scim/v2/Users", data=body, headers=scim_headers)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["userName"] == "rocket\U0001F680@example.com"
+    found = client.get("/api/scim/v2/Users", query_string={"filter": 'userName eq "rocket\\ud83d\\ude80@example.com"'},
+                       headers=scim_headers)
+    assert found.get_json()["totalResults"] == 1

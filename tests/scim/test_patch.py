@@ -176,13 +176,6 @@ def test_member_batches(scim, app):
         assert Membership.query.filter_by(group_id=group["id"]).count() == 0
 
 
-def test_member_that_is_not_a_user_is_400(scim):
-    group = scim.create_group("Ghosts")
-    response = scim.patch(f"Groups/{group['id']}", [{"op": "add", "path": "members", "value": [{"value": "ghost"}]}])
-    assert response.status_code == 400 and response.get_json()["scimType"] == "invalidValue"
-    assert "ghost" in response.get_json()["detail"]
-
-
 def test_member_display_on_request(scim):
     member = scim.create_user("named@example.com", displayName="Named Person")
     group = scim.create_group("Named", [member["id"]])
@@ -202,3 +195,53 @@ def test_group_rename_by_path(scim):
     other = scim.create_group("Other")
     response = scim.patch(f"Groups/{other['id']}", [{"op": "replace", "path": "displayName", "value": "after"}])
     assert response.status_code == 409 and response.get_json()["scimType"] == "uniqueness"
+
+
+# --- members Lobby does not have; member changes that change nothing -----------------------------
+
+GONE = "00000000-0000-4000-8000-00000000dead"
+
+
+def _member_ids(body):
+    return sorted(m["value"] for m in body.get("members", []))
+
+
+def _group_audit(app, action):
+    from models import AuditEvent
+    with app.app_context():
+        return AuditEvent.query.filter_by(action=action).order_by(AuditEvent.id.desc()).first().details
+
+
+def test_an_unknown_member_is_left_out_and_named_in_the_audit_not_refused(app, scim):
+    """A user deleted in Lobby while the IdP still lists them must not fail every push to the group."""
+    known = scim.create_user("known@example.com")
+    group = scim.create_group("Crew", members=[known["id"], GONE])
+    assert _member_ids(group) == [known["id"]]
+    assert _group_audit(app, "scim.group.create")["members_unknown"] == [GONE]
+    other = scim.create_user("other@example.com")
+    body = patch_ok(scim, f"Groups/{group['id']}", [
+        {"op": "add", "path": "members", "value": [{"value": other["id"]}, {"value": GONE}]}])
+    assert _member_ids(body) == sorted([known["id"], other["id"]])
+    details = _group_audit(app, "scim.group.patch")
+    assert details["members_added"] == [other["id"]] and details["members_unknown"] == [GONE]
+    replaced = scim.put(f"Groups/{group['id']}", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                                                  "displayName": "Crew", "members": [{"value": GONE}]})
+    assert replaced.status_code == 200 and _member_ids(replaced.get_json()) == []
+    assert _group_audit(app, "scim.group.replace")["members_unknown"] == [GONE]
+
+
+def test_adding_a_member_already_there_or_removing_a_non_member_changes_nothing(app, scim):
+    """RFC 7644 §3.5.2.1: no change, so neither the version nor lastModified moves."""
+    member, stranger = scim.create_user("in@example.com"), scim.create_user("out@example.com")
+    group = scim.create_group("Steady", members=[member["id"]])
+    path = f"Groups/{group['id']}"
+    again = patch_ok(scim, path, [{"op": "add", "path": "members", "value": [{"value": member["id"]}]}])
+    assert again["meta"]["version"] == group["meta"]["version"]
+    assert again["meta"]["lastModified"] == group["meta"]["lastModified"]
+    assert "members_added" not in _group_audit(app, "scim.group.patch")
+    gone = patch_ok(scim, path, [{"op": "remove", "path": "members", "value": [{"value": stranger["id"]}]}])
+    assert gone["meta"]["version"] == group["meta"]["version"] and _member_ids(gone) == [member["id"]]
+    # A real change still moves it.
+    changed = patch_ok(scim, path, [{"op": "add", "path": "members", "value": [{"value": stranger["id"]}]}])
+    assert changed["meta"]["version"] != group["meta"]["version"]
+    assert _group_audit(app, "scim.group.patch")["members_added"] == [stranger["id"]]

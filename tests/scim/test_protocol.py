@@ -115,6 +115,13 @@ def test_auth_failures_are_401(client, scim_token, header, hint):
     assert hint in body["detail"]
 
 
+def test_a_doubled_bearer_prefix_gets_a_401_that_says_so(client, scim_token):
+    response = client.get(f"{BASE}/Users", headers={"Authorization": f"Bearer Bearer {scim_token}"})
+    assert response.status_code == 401
+    assert 'says "Bearer" twice' in response.get_json()["detail"]
+    assert client.get(f"{BASE}/Users", headers={"Authorization": f"Bearer  {scim_token} "}).status_code == 200
+
+
 def test_bearer_scheme_is_case_insensitive(client, scim_token):
     assert client.get(f"{BASE}/Users", headers={"Authorization": f"bearer {scim_token}"}).status_code == 200
 
