@@ -12,11 +12,13 @@ import copy
 from typing import Callable
 
 from .errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
-from .filters import PatchPath, equality_template, matches, parse_patch_path, split_attr_path
-from .schemas import Attr, Schema
+from .filters import AttrRef, PatchPath, equality_template, matches, parse_patch_path, split_attr_path
+from .schemas import USER_SCHEMA, Attr, Schema
 
 UNKNOWN = "_unknown"  # what an IdP sent that Lobby does not declare: kept, never returned
 READ_ONLY_TOP = {"id", "meta", "schemas"}
+# RFC 7643 §4.1.2 User attributes Lobby does not model; kept (never returned) when written.
+UNMODELLED_USER_ATTRIBUTES = {"roles", "entitlements", "ims", "photos", "x509certificates"}
 NEVER_STORED = {"password"}  # Okta may send one; Lobby signs people in through the IdP
 
 
@@ -213,7 +215,7 @@ class DocumentSchema:
                     self._patch_one(doc, op, PatchPath(split_attr_path(f"{extension.id}:{key}", for_filter=False)),
                                     sub_value, resource_id, special)
                 continue
-            self._patch_one(doc, op, parse_patch_path(path), value, resource_id, special)
+            self._patch_one(doc, op, parse_patch_path(path), value, resource_id, special, raw=path.strip())
         return doc
 
     def _patch_pathless(self, doc, op, value: dict, resource_id, special):
@@ -242,7 +244,16 @@ class DocumentSchema:
             # Entra's dotted keys ("name.givenName") and URN-prefixed keys arrive here too.
             self._patch_one(doc, op, parsed, sub_value, resource_id, special, lenient=True)
 
-    def _patch_one(self, doc, op, path: PatchPath, value, resource_id, special, lenient=False):
+    def _undeclared_but_kept(self, attr: AttrRef) -> bool:
+        """An attribute Lobby does not declare but keeps when an IdP writes it: one of RFC 7643's
+        own User attributes that Lobby does not model (Entra's ``roles``), or any attribute of an
+        extension schema Lobby does not know (Entra's custom ``urn:…:CustomExtensionName:2.0:User``).
+        Any other unknown name is a mistake worth a 400 (``nmae.givenName``)."""
+        if attr.urn is None or attr.urn.lower() == self.core.id.lower():
+            return self.core.id == USER_SCHEMA and attr.attr.lower() in UNMODELLED_USER_ATTRIBUTES
+        return self.extension(attr.urn) is None
+
+    def _patch_one(self, doc, op, path: PatchPath, value, resource_id, special, lenient=False, raw=None):
         name = path.attr.attr
         if path.attr.urn is None and name.lower() in special:
             special[name.lower()](op, path, value)
@@ -261,6 +272,17 @@ class DocumentSchema:
         if resolved is None:
             if lenient and op != "remove":
                 doc.setdefault(UNKNOWN, {})[str(path.attr)] = value
+                return
+            if self._undeclared_but_kept(path.attr):
+                # Kept as sent, under the path as sent (a value filter included), never returned.
+                key = raw if raw is not None and (path.value_filter is not None or path.sub) else str(path.attr)
+                kept = doc.setdefault(UNKNOWN, {})
+                if op == "remove":
+                    kept.pop(key, None)
+                elif op == "add" and isinstance(kept.get(key), list) and isinstance(value, list):
+                    kept[key] = kept[key] + [item for item in value if item not in kept[key]]
+                else:
+                    kept[key] = value
                 return
             raise InvalidPath(f"{path.attr} is not an attribute Lobby supports.")
         schema, attr = resolved

@@ -178,3 +178,38 @@ def test_entra_known_issue_dialects(scim, app):
     response = scim.patch(f"Users/{other['id']}", [
         {"op": "Add", "path": 'emails[type eq "work"].value', "value": "found@contoso.com"}])
     assert response.get_json()["emails"] == [{"value": "found@contoso.com", "type": "work", "primary": False}]
+
+
+CUSTOM = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User"
+
+
+def test_writes_to_attributes_lobby_does_not_model_are_kept_not_refused(app, scim):
+    """Entra's app-role assignment (Microsoft Learn, "Customize attribute mappings": op Add, path
+    roles) and custom extension attributes, written with a path: kept, never returned; a typo in
+    an attribute name is still refused."""
+    from models import User, db
+    user = scim.create_user("roles@contoso.com")
+    path = f"Users/{user['id']}"
+    role = {"primary": True, "type": "WindowsAzureActiveDirectoryRole", "value": "User"}
+    for operations in (
+        [{"op": "Add", "path": "roles", "value": [role]}],
+        [{"op": "Replace", "path": 'roles[primary eq "True"].value', "value": "Admin"}],
+        [{"op": "Add", "path": f"{CUSTOM}:tag", "value": "blue"}],
+        [{"op": "Add", "path": "entitlements", "value": [{"value": "parking"}]}],
+    ):
+        response = scim.patch(path, operations)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        body = response.get_json()
+        assert "roles" not in body and CUSTOM not in body and "entitlements" not in body
+    with app.app_context():
+        kept = db.session.get(User, user["id"]).extra["_unknown"]
+        assert kept["roles"] == [role]
+        assert kept['roles[primary eq "True"].value'] == "Admin"
+        assert kept[f"{CUSTOM}:tag"] == "blue" and kept["entitlements"] == [{"value": "parking"}]
+        db.session.remove()
+    assert scim.patch(path, [{"op": "Remove", "path": "roles"}]).status_code == 200
+    with app.app_context():
+        assert "roles" not in db.session.get(User, user["id"]).extra["_unknown"]
+        db.session.remove()
+    typo = scim.patch(path, [{"op": "replace", "path": "nmae.givenName", "value": "X"}])
+    assert typo.status_code == 400 and typo.get_json()["scimType"] == "invalidPath"
