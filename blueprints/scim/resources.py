@@ -67,6 +67,8 @@ def coerce(attr: Attr, value, where: str | None = None, *, as_item: bool = False
         return str(value)  # e.g. employeeNumber sent as a JSON number
     if not isinstance(value, str):
         raise InvalidValue(f"{where} must be a string.")
+    if attr.required and value and not value.strip():
+        raise InvalidValue(f"{where} cannot be blank: it needs a visible character.")
     return value
 
 
@@ -361,8 +363,19 @@ class DocumentSchema:
             self._store(container, attr.name, incoming)
             return
         was_primary = [item for item in current if item.get("primary") is True]
+        value_attr = attr.child("value")
         for item in incoming:
-            if item not in current:
+            same = None
+            if value_attr is not None and isinstance(item.get("value"), str):
+                # An item whose value is there already is that item (RFC 7644 §3.5.2.1: adding what
+                # is there changes nothing); what else the add says about it is applied to it.
+                fold_value = (lambda v: v) if value_attr.case_exact else str.casefold
+                same = next((known for known in current if isinstance(known.get("value"), str)
+                             and fold_value(known["value"]) == fold_value(item["value"])), None)
+            if same is not None:
+                index = current.index(same)
+                current[index] = dict(same, **{k: v for k, v in item.items() if k != "value"})
+            elif item not in current:
                 current.append(item)
         self._settle_primary(attr, current, keep_first=False, previously=was_primary)
         self._store(container, attr.name, current)

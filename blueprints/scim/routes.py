@@ -258,8 +258,19 @@ def get_service_provider_config():
     return scim_response(service_provider_config(base_url(), _docs_url()))
 
 
+def no_content() -> Response:
+    """204: no body, so no Content-Type either."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def _list_response(items: list[dict]) -> Response:
     from .schemas import LIST_SCHEMA
+    if "filter" in request.args:
+        # RFC 7644 §4: discovery endpoints take no filter, and say so with a 403.
+        raise Forbidden(f"{request.path.rsplit('/', 1)[-1]} cannot be filtered (RFC 7644 §4); "
+                        "GET it without ?filter=.")
     return scim_response({"schemas": [LIST_SCHEMA], "totalResults": len(items), "startIndex": 1,
                           "itemsPerPage": len(items), "Resources": items})
 
@@ -353,7 +364,7 @@ def patch_user(user_id: str):
 @bp.delete("/Users/<user_id>")
 def delete_user(user_id: str):
     service.delete_user(user_id, context(), request.headers.get("If-Match"))
-    return Response(status=204)
+    return no_content()
 
 
 # --- Groups ----------------------------------------------------------------------------
@@ -403,4 +414,4 @@ def patch_group(group_id: str):
 @bp.delete("/Groups/<group_id>")
 def delete_group(group_id: str):
     service.delete_group(group_id, context(), request.headers.get("If-Match"))
-    return Response(status=204)
+    return no_content()

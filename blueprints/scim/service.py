@@ -162,7 +162,7 @@ def project(resource: dict, schema: DocumentSchema, attributes: list[str], exclu
         for ext in schema.extensions:
             if ext.id in out and not out[ext.id]:
                 out.pop(ext.id)
-        return out
+        return _schemas_present(out, schema)
     out = dict(resource)
     for text in excluded:
         urn, name, sub = _selector(text, schema)
@@ -188,8 +188,23 @@ def project(resource: dict, schema: DocumentSchema, attributes: list[str], exclu
             if sub_key:
                 inner.pop(sub_key)
             container[key] = inner
+        elif isinstance(container[key], list):  # emails.type: that sub-attribute of every item
+            items = [{k: v for k, v in item.items() if k.lower() != sub.lower()} if isinstance(item, dict) else item
+                     for item in container[key]]
+            container[key] = [item for item in items if item != {}]
+            if not container[key]:
+                container.pop(key)
         if urn is not None and not container:
             out.pop(urn, None)
+    return _schemas_present(out, schema)
+
+
+def _schemas_present(out: dict, schema: DocumentSchema) -> dict:
+    """RFC 7643 §3: ``schemas`` names the schemas whose attributes are present, so an extension
+    projected away leaves the list too."""
+    if "schemas" in out:
+        out["schemas"] = [urn for urn in out["schemas"]
+                          if urn == schema.core.id or urn in out or urn not in {e.id for e in schema.extensions}]
     return out
 
 
@@ -1215,7 +1230,10 @@ def _unknown_noted(details: dict, unknown: list[str]) -> dict:
 def _members_in(payload) -> list | None:
     if not isinstance(payload, dict):
         return None
-    return next((v for k, v in payload.items() if k.lower() == "members"), None)
+    members = next((v for k, v in payload.items() if k.lower() == "members"), None)
+    if members is not None and not isinstance(members, list):
+        raise InvalidValue("members is multi-valued: send an array of {\"value\": \"<user id>\"}.")
+    return members
 
 
 def replace_group(group_id: str, payload, ctx: Context, if_match: str | None) -> Group:

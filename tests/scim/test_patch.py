@@ -245,3 +245,18 @@ def test_adding_a_member_already_there_or_removing_a_non_member_changes_nothing(
     changed = patch_ok(scim, path, [{"op": "add", "path": "members", "value": [{"value": stranger["id"]}]}])
     assert changed["meta"]["version"] != group["meta"]["version"]
     assert _group_audit(app, "scim.group.patch")["members_added"] == [stranger["id"]]
+
+
+def test_adding_an_email_that_is_there_changes_nothing(scim, user):
+    """RFC 7644 §3.5.2.1; e-mail values compare case-insensitively (caseExact false)."""
+    path = f"Users/{user['id']}"
+    for value in ({"value": "pat@example.com", "type": "work"}, {"value": "pat@example.com"},
+                  {"value": "PAT@EXAMPLE.COM"}):
+        body = patch_ok(scim, path, [{"op": "add", "path": "emails", "value": [value]}])
+        assert body["emails"] == user["emails"]
+        assert body["meta"]["version"] == user["meta"]["version"]
+    # What the add says about a known item is applied to it; a new value is appended.
+    body = patch_ok(scim, path, [{"op": "add", "path": "emails", "value": [{"value": "pat@home.example", "type": "other"},
+                                                                         {"value": "new@example.com", "type": "work"}]}])
+    assert [(e["value"], e["type"]) for e in body["emails"]] == [
+        ("pat@example.com", "work"), ("pat@home.example", "other"), ("new@example.com", "work")]

@@ -257,18 +257,29 @@ def test_sorting(scim, many):
 def test_attributes_and_excluded_attributes(scim):
     user = scim.create_user("attrs@example.com", name={"givenName": "A", "familyName": "B"}, title="T",
                             **{ENTERPRISE: {"department": "D", "employeeNumber": "7"}})
+    assert user["schemas"] == [USER_SCHEMA, ENTERPRISE]
     only = scim.get(f"Users/{user['id']}?attributes=userName,name.givenName").get_json()
-    assert only == {"schemas": user["schemas"], "id": user["id"], "userName": "attrs@example.com",
+    # schemas names the schemas whose attributes are present (RFC 7643 §3): no enterprise here.
+    assert only == {"schemas": [USER_SCHEMA], "id": user["id"], "userName": "attrs@example.com",
                     "name": {"givenName": "A"}}
     ext = scim.get(f"Users/{user['id']}?attributes={ENTERPRISE}:department").get_json()
     assert ext[ENTERPRISE] == {"department": "D"} and "userName" not in ext
+    assert ext["schemas"] == [USER_SCHEMA, ENTERPRISE]
+    no_ext = scim.get(f"Users/{user['id']}?excludedAttributes={ENTERPRISE}").get_json()
+    assert ENTERPRISE not in no_ext and no_ext["schemas"] == [USER_SCHEMA]
     without = scim.get(f"Users/{user['id']}?excludedAttributes=name,title,{ENTERPRISE}:department,meta").get_json()
     assert "name" not in without and "title" not in without and "meta" not in without
     assert without[ENTERPRISE] == {"employeeNumber": "7"} and without["id"] == user["id"]
     listed = scim.get("Users?attributes=userName").get_json()["Resources"]
-    assert listed == [{"schemas": user["schemas"], "id": user["id"], "userName": "attrs@example.com"}]
+    assert listed == [{"schemas": [USER_SCHEMA], "id": user["id"], "userName": "attrs@example.com"}]
     created = scim.post("Users?attributes=userName", {"userName": "post@example.com"}).get_json()
     assert set(created) == {"schemas", "id", "userName"}
+    # A sub-attribute of a multi-valued attribute is excluded from every item (RFC 7644 §3.10 notation).
+    emailed = scim.create_user("multi@example.com", emails=[{"value": "m@example.com", "type": "work", "primary": True},
+                                                            {"value": "m@home.example", "type": "home"}])
+    trimmed = scim.get(f"Users/{emailed['id']}?excludedAttributes=emails.type").get_json()
+    assert [sorted(item) for item in trimmed["emails"]] == [["primary", "value"], ["primary", "value"]]
+    assert [item["value"] for item in trimmed["emails"]] == ["m@example.com", "m@home.example"]
     # id and schemas are always returned.
     assert set(scim.get(f"Users/{user['id']}?excludedAttributes=id,schemas,userName").get_json()) >= {"id", "schemas"}
 
@@ -559,3 +570,31 @@ def test_a_user_name_lookup_answers_the_whole_user_with_the_idps_groups(app, sci
     without = scim.get("Users?excludedAttributes=groups&filter=" + quote('userName eq "ada.lovelace@example.com"'))
     assert "groups" not in without.get_json()["Resources"][0]
     assert scim.get("Users?filter=" + quote('userName eq "nobody@example.com"')).get_json()["totalResults"] == 0
+
+
+def test_discovery_lists_refuse_a_filter(scim):
+    """RFC 7644 §4: a filter on /Schemas or /ResourceTypes is answered with 403."""
+    for path in ("Schemas", "ResourceTypes"):
+        response = scim.get(f'{path}?filter=name eq "Nope"')
+        assert response.status_code == 403 and "cannot be filtered" in response.get_json()["detail"]
+        assert scim.get(path).status_code == 200
+
+
+def test_a_delete_answers_204_with_no_body_and_no_content_type(scim):
+    user = scim.create_user("gone@example.com")
+    response = scim.delete(f"Users/{user['id']}")
+    assert response.status_code == 204 and response.data == b"" and "Content-Type" not in response.headers
+
+
+@pytest.mark.parametrize("blank", ["   ", "\f", "\t \n"])
+def test_a_blank_userName_or_displayName_is_refused(scim, blank):
+    response = scim.post("Users", {"schemas": [USER_SCHEMA], "userName": blank})
+    assert response.status_code == 400 and "cannot be blank" in response.get_json()["detail"]
+    response = scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": blank})
+    assert response.status_code == 400 and "cannot be blank" in response.get_json()["detail"]
+
+
+def test_group_members_must_be_an_array(scim):
+    for members in ({}, {"value": "x"}, "x"):
+        response = scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": "Arrays", "members": members})
+        assert response.status_code == 400 and "members is multi-valued" in response.get_json()["detail"]
