@@ -21,7 +21,7 @@ from .service import (ACS_PATH, ENTITY_PATH, FINISH_PATH, LOGIN_PATH, MAX_RESPON
 
 FAILED_PATH = "/internal-api/auth/integrations/saml2/failed"
 _REFERENCE_RE = re.compile(r"^[A-Z0-9]{8}$")
-FAILURE_KINDS = ("error", "deactivated", "no_account", "not_configured")
+FAILURE_KINDS = ("error", "deactivated", "no_account", "not_configured", "other_browser")
 
 
 def browser_binding() -> str:
@@ -115,13 +115,14 @@ def finish():
         done = finish_sign_in(request.args.get("ticket"), session.get("saml_binding"))
     except SamlError as error:
         db.session.rollback()
-        record_unfinished(error, None)
+        reference = new_reference()
+        record_unfinished(error, reference)
         db.session.commit()
-        current_app.logger.info("SAML sign-in not completed: %s", error.reason)
+        current_app.logger.info("SAML sign-in not completed [%s]: %s", reference, error.reason)
         if error.capture.purpose == "test" and current_user_is_admin():
-            flash(f"Test sign-in not completed: {error.reason}", "error")
+            flash(f"Test sign-in not completed: {error.reason} (reference {reference})", "error")
             return redirect(url_for("admin.authentication"), 303)
-        return _failure_redirect(error.kind, None)
+        return _failure_redirect(error.kind, reference)
     if done.purpose == "test":
         # The admin who pressed "Test sign-in" keeps their session unless the IdP signed in an admin.
         if done.user.is_admin:

@@ -103,7 +103,7 @@ class SamlError(Exception):
     def __init__(self, reason: str, kind: str = "error", capture: Capture | None = None):
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind  # error | deactivated | no_account | not_configured
+        self.kind = kind  # error | deactivated | no_account | not_configured | other_browser
         self.capture = capture or Capture()
 
 
@@ -451,7 +451,8 @@ def finish_sign_in(ticket: str | None, binding: str | None) -> Finished:
              f"after the IdP's answer (sign in again)")
     if not binding or held.binding_hash is None or not hmac.compare_digest(held.binding_hash, _digest(binding)):
         fail("The sign-in was started in another browser: a Response is accepted only in the browser that "
-             "asked for it (a sign-in relayed from elsewhere is refused; sign in again from this browser)")
+             "asked for it (a sign-in relayed from elsewhere is refused; sign in again from this browser)",
+             kind="other_browser")
     # Of two concurrent uses of one ticket, exactly one deletes the row.
     used = db.session.execute(delete(SamlPendingSignIn).where(SamlPendingSignIn.ticket_hash == held.ticket_hash))
     if used.rowcount != 1:

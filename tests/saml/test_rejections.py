@@ -302,7 +302,10 @@ def test_a_response_relayed_into_another_browser_signs_nobody_in(app, saml):
     victim = app.test_client()
     victim.get("/login")  # the victim has a session of their own
     reply = post_response(victim, saml.response(request.id), request.relay_state)
-    assert reply.status_code == 303 and "/saml2/failed?kind=error" in reply.headers["Location"]
+    assert reply.status_code == 303 and "/saml2/failed?kind=other_browser" in reply.headers["Location"]
+    page = victim.get(reply.headers["Location"])
+    assert page.status_code == 401 and "started in another browser" in page.get_data(as_text=True)
+    assert re.search(r"ref=[A-Z0-9]{8}", reply.headers["Location"])
     assert victim.get("/").status_code == 302  # still signed out
     with app.app_context():
         refused = AuditEvent.query.filter_by(action="auth.login", outcome="failure").one()
