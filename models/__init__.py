@@ -64,6 +64,16 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# SQLite's lower() folds A-Z only; SQL that must lower-case any letter, as PostgreSQL's lower()
+# does, calls this function instead (registered on every SQLite connection, below).
+SQLITE_LOWER = "lobby_lower"
+
+
+def _unicode_lower(value):
+    """lower() for SQLite as PostgreSQL's: every letter, NULL stays NULL, a number becomes text."""
+    return None if value is None else str(value).lower()
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
     """WAL and foreign keys on every SQLite connection (the busy timeout is set by ``config.py``).
@@ -72,10 +82,15 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     IMMEDIATE`` (below) takes the write lock up front: a deferred transaction
     that reads and then writes fails at once with "database is locked" when
     another writer got there first, whatever the busy timeout.
+
+    ``SQLITE_LOWER`` gets its own name rather than replacing lower(), so lower() keeps
+    meaning the same here as in any other program that opens the file (the sqlite3
+    shell, a backup's integrity check), should an index or a query ever use it.
     """
     module = type(dbapi_connection).__module__
     if not module.startswith("sqlite3"):
         return
+    dbapi_connection.create_function(SQLITE_LOWER, 1, _unicode_lower, deterministic=True)
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -201,6 +216,7 @@ from . import direct  # noqa: E402  (uses db)
 
 __all__ = [
     "db", "utcnow", "new_id", "reads_only", "will_write", "install_idle_ping", "insert_new", "write_new",
+    "SQLITE_LOWER",
     "User", "UserEmail", "Group", "Membership", "Identity", "Setting", "settings",
     "ScimToken", "AuditEvent", "record_event", "SamlOutstandingRequest", "SamlPendingSignIn", "SamlSeenAssertion",
     "LoginFailure", "SamlResponseLog", "ScimRequestLog",

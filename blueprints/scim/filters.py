@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from .errors import InvalidFilter, InvalidPath
@@ -244,20 +244,46 @@ class _Parser:
             self.advance()
             node = self.parse_or(inner=True)
             self.expect("rbracket", "']'")
-            return ValuePath(path, node)
+            return self.parse_value_path_tail(path, node)
         op = self.keyword("pr", *COMPARE_OPS)
         if op is None:
             self.fail(f"expected an operator ({', '.join(COMPARE_OPS)} or pr) after {token.text}")
         if op == "pr":
             return Present(path)
+        return Compare(path, op, self.parse_comp_value())
+
+    def parse_value_path_tail(self, path: AttrRef, node):
+        """What may follow ``attr[...]``: nothing, ``.sub op value`` / ``.sub pr``, or ``op value``.
+
+        Not in RFC 7644's filter ABNF, but Microsoft Entra sends ``emails[type eq "work"].value eq
+        "x"`` (older versions ``emails[type eq "work"] eq "x"``). Both are read as one more
+        condition on the same item, ``emails[type eq "work" and value eq "x"]``, so the two
+        conditions cannot be met by two different emails.
+        """
+        if self.current.kind == "subattr":
+            sub = self.advance().text[1:]
+            op = self.keyword("pr", *COMPARE_OPS)
+            if op is None:
+                self.fail(f"expected an operator ({', '.join(COMPARE_OPS)} or pr) after .{sub}")
+            if op == "pr":
+                leaf = Present(AttrRef(None, sub))
+            else:
+                leaf = Compare(AttrRef(None, sub), op, self.parse_comp_value())
+            return ValuePath(path, And(node, leaf))
+        op = self.keyword(*COMPARE_OPS)
+        if op is None:
+            return ValuePath(path, node)
+        return ValuePath(path, And(node, Compare(AttrRef(None, "value"), op, self.parse_comp_value())))
+
+    def parse_comp_value(self):
         value_token = self.current
         if value_token.kind in ("string", "number"):
             self.advance()
-            return Compare(path, op, value_token.value)
+            return value_token.value
         literal = self.keyword("true", "false", "null")
         if literal is None:
             self.fail("expected a value (a quoted string, a number, true, false or null)")
-        return Compare(path, op, {"true": True, "false": False, "null": None}[literal])
+        return {"true": True, "false": False, "null": None}[literal]
 
     def parse(self):
         node = self.parse_or(inner=False)
@@ -407,8 +433,13 @@ def compile_sql(node, resolver: Resolver):
     return resolver.compare(node.path, node.op, node.value)
 
 
-def parse_datetime(value, name: str) -> datetime:
-    """A filter's dateTime operand as naive UTC (how Lobby stores times)."""
+def parse_datetime(value, name: str) -> tuple[datetime, datetime]:
+    """A filter's dateTime operand as the span of naive UTC instants it names: [start, end).
+
+    Lobby stores microseconds but renders dateTimes to whole seconds, so a value without
+    fractional seconds names its whole second: a resource's own ``meta.lastModified`` is then
+    equal to it, not greater. A value with fractional seconds names one stored instant.
+    """
     if not isinstance(value, str):
         raise InvalidFilter(f"{name} is a dateTime: compare it with a quoted xsd:dateTime string.")
     text = value.strip()
@@ -420,4 +451,8 @@ def parse_datetime(value, name: str) -> datetime:
         raise InvalidFilter(f"{value!r} is not an xsd:dateTime (e.g. 2024-05-13T04:42:34Z).") from None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-    return parsed
+    step = timedelta(microseconds=1) if re.search(r"\d[.,]\d", text) else timedelta(seconds=1)
+    try:
+        return parsed, parsed + step
+    except OverflowError:  # the last second of year 9999: nothing is stored after it
+        return parsed, datetime.max

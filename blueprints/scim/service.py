@@ -14,8 +14,8 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from models import (Group, Membership, User, UserEmail, db, direct, new_id, reads_only, settings, utcnow,
-                    write_new)
+from models import (SQLITE_LOWER, Group, Membership, User, UserEmail, db, direct, new_id, reads_only, settings,
+                    utcnow, write_new)
 from models.audit import new_event
 from models.user import fold, search_text_for
 
@@ -239,6 +239,11 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def sql_lower(expr, dialect: str):
+    """lower() that folds every letter, as PostgreSQL's does; SQLite's own folds only A-Z."""
+    return getattr(func, SQLITE_LOWER)(expr) if dialect == "sqlite" else func.lower(expr)
+
+
 def compare_column(column: _Column, op: str, value, name: str, dialect: str):
     expr = column.expr
     if column.kind == "boolean":
@@ -255,16 +260,20 @@ def compare_column(column: _Column, op: str, value, name: str, dialect: str):
     if column.kind == "dateTime":
         if op in ("co", "sw", "ew"):
             raise InvalidFilter(f"{name} is a dateTime: {op} does not apply.")
-        value = F.parse_datetime(value, name)
-    else:
-        if isinstance(value, bool):
-            raise InvalidFilter(f"{name} is a string: compare it with a quoted string.")
-        value = str(value)
-        if column.folded:
-            value = fold(value)
-        elif not column.case_exact:
-            expr = func.lower(expr)
-            value = value.lower()
+        start, end = F.parse_datetime(value, name)
+        if op == "ne":
+            return or_(expr.is_(None), expr < start, expr >= end)
+        comparison = {"eq": and_(expr >= start, expr < end), "gt": expr >= end, "ge": expr >= start,
+                      "lt": expr < start, "le": expr < end}[op]
+        return and_(expr.isnot(None), comparison)
+    if isinstance(value, bool):
+        raise InvalidFilter(f"{name} is a string: compare it with a quoted string.")
+    value = str(value)
+    if column.folded:
+        value = fold(value)
+    elif not column.case_exact:
+        expr = sql_lower(expr, dialect)
+        value = value.lower()
     if op == "ne":
         return or_(expr.is_(None), expr != value)
     if op in ("co", "sw", "ew"):
@@ -495,7 +504,7 @@ def _sort_expression(sort_by: str, resolver: _BaseResolver):
     if column is None:
         raise InvalidValue(f"Lobby cannot sort by {sort_by}.")
     if column.kind == "string" and not column.case_exact and not column.folded:
-        return func.lower(column.expr)
+        return sql_lower(column.expr, resolver.dialect)
     return column.expr
 
 

@@ -58,11 +58,27 @@ def test_value_path():
         F.Compare(F.AttrRef(None, "type"), "eq", "work"), F.Compare(F.AttrRef(None, "value"), "co", "@example.com")))
 
 
+@pytest.mark.parametrize("text,same_as", [
+    ('emails[type eq "work"].value eq "x"', 'emails[type eq "work" and value eq "x"]'),
+    ('emails[type eq "work"] eq "x"', 'emails[type eq "work" and value eq "x"]'),
+    ('emails[type eq "work"].display pr', 'emails[type eq "work" and display pr]'),
+    ('emails[type eq "work" or primary eq true].value co "@x"',
+     'emails[(type eq "work" or primary eq true) and value co "@x"]'),
+    ('not (emails[type eq "work"] sw "a") or userName pr and emails[type eq "home"].value ne null',
+     'not (emails[type eq "work" and value sw "a"]) or (userName pr and emails[type eq "home" and value ne null])'),
+])
+def test_entra_value_path_then_sub_attribute_parses_as_one_value_filter(text, same_as):
+    # Entra's form (and its older form without ".value"): one more condition on the same item.
+    assert F.parse_filter(text) == F.parse_filter(same_as)
+
+
 @pytest.mark.parametrize("text", [
     "", "   ", "userName", 'userName eq', 'userName regex "x"', 'userName eq "x" and', '(userName eq "x"',
     'userName eq "x")', 'userName eq x', 'emails[type eq "work"', 'emails[type[value eq "x"] eq "y"]',
     'userName eq "unterminated', 'not userName', "userName eq 'single'", '"x" eq userName',
     'name.givenName.extra eq "x"', 'and eq "x"', "a" * 5000,
+    'emails[type eq "work"].value', 'emails[type eq "work"].value eq', 'emails[type eq "work"].value.type eq "x"',
+    'emails[type eq "work"]value eq "x"', 'emails[type eq "work"] eq', 'emails[type eq "work"].value and x pr',
 ])
 def test_malformed_filters_are_invalid_filter(text):
     with pytest.raises(InvalidFilter):
@@ -191,6 +207,123 @@ def test_group_filters(scim):
     assert group_names('not (members pr)') == {"Other"}
     assert group_names('externalId eq "g-1"') == {"Team Rocket"}
     assert group_names(f'id eq "{team["id"]}"') == {"Team Rocket"}
+
+
+@pytest.mark.parametrize("expression,expected", [
+    ('emails[type eq "work"].value eq "alice@example.com"', {"Alice@Example.com"}),
+    ('emails[type eq "work"].value eq "ALICE@home.org"', set()),  # Alice's home email is not her work email
+    ('emails[type eq "work"] eq "bob@example.com"', {"bob@example.com"}),
+    ('emails[type eq "home"] eq "alice@example.com"', set()),
+    ('emails[type eq "work"].value co "@EXAMPLE.com"', {"Alice@Example.com", "bob@example.com"}),
+    ('emails[type eq "home"].value pr', {"Alice@Example.com", "carol@sample.org"}),
+    ('emails[type eq "work"].display pr', set()),
+    ('emails[type eq "other" or type eq "home"].value ew ".org"', {"Alice@Example.com", "carol@sample.org"}),
+    ('not (emails[type eq "work"].value sw "alice") and emails pr',
+     {"bob@example.com", "carol@sample.org", "erin@example.com"}),
+    ('userName eq "erin@example.com" or emails[type eq "work"] eq "bob@example.com" and active eq true',
+     {"erin@example.com"}),
+])
+def test_entra_value_path_then_sub_attribute_filters(scim, people, expression, expected):
+    assert names(scim, expression) == expected
+
+
+def test_value_path_then_sub_attribute_on_groups_and_members(scim):
+    alice = scim.create_user("alice@example.com", displayName="Alice")["id"]
+    bob = scim.create_user("bob@example.com", displayName="Bob")["id"]
+    team = scim.create_group("Team", [alice, bob])["id"]
+    scim.create_group("Other", [bob])
+
+    def found(resource, expression, key):
+        response = scim.get(f"{resource}?filter={quote(expression)}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return {r[key] for r in response.get_json()["Resources"]}
+
+    assert found("Groups", f'members[display eq "alice"].value eq "{alice}"', "displayName") == {"Team"}
+    assert found("Groups", f'members[display eq "alice"] eq "{bob}"', "displayName") == set()
+    assert found("Users", f'groups[display eq "team"].value eq "{team}"', "userName") == {
+        "alice@example.com", "bob@example.com"}
+    assert found("Users", f'groups[display eq "other"] eq "{team}"', "userName") == set()
+
+
+def test_case_insensitive_filters_fold_non_ascii_letters(scim):
+    # SQLite's lower() folds A-Z only; PostgreSQL's folds every letter. Both must agree.
+    from .conftest import ENTERPRISE
+    eric = scim.create_user("eric@example.com", displayName="Éric Straße", title="École 100%_Été",
+                            name={"givenName": "Ørjan", "familyName": "Ñandú"}, nickName="ÀLA",
+                            **{ENTERPRISE: {"department": "ÉTUDES"}})["id"]
+    scim.create_user("erik@example.com", displayName="Erik Strasse", title="Ecole 100 Ete")
+    scim.create_user("eva@example.com", displayName="Éva Zed")
+    scim.create_user("ebene@example.com", displayName="ébène")
+    scim.create_group("Équipe", [eric])
+    assert names(scim, 'displayName eq "Éric Straße"') == {"eric@example.com"}
+    assert names(scim, 'displayName eq "éric straße"') == {"eric@example.com"}
+    assert names(scim, 'displayName sw "ÉRIC"') == {"eric@example.com"}
+    assert names(scim, 'displayName ew "STRAßE"') == {"eric@example.com"}
+    assert names(scim, 'displayName ne "éric straße"') == {"erik@example.com", "eva@example.com", "ebene@example.com"}
+    assert names(scim, 'title co "école"') == {"eric@example.com"}
+    assert names(scim, 'name.givenName eq "øRJAN"') == {"eric@example.com"}
+    assert names(scim, 'name.familyName eq "ÑANDÚ"') == {"eric@example.com"}
+    assert names(scim, 'nickName eq "àla"') == {"eric@example.com"}
+    assert names(scim, 'department eq "études"') == {"eric@example.com"}
+    assert names(scim, 'groups.display eq "équipe"') == {"eric@example.com"}
+    # % and _ stay literal in co / sw / ew.
+    assert names(scim, 'title co "100%_ÉTÉ"') == {"eric@example.com"}
+    assert names(scim, 'title co "1_0"') == set()
+    assert names(scim, 'title ew "%été"') == set()
+    response = scim.get("Groups?filter=" + quote('members.display eq "ÉRIC STRAßE"'))
+    assert [g["displayName"] for g in response.get_json()["Resources"]] == ["Équipe"]
+    # sortBy lower-cases the same way: "ébène" < "éva zed" (uppercase É sorts apart from é otherwise).
+    accented = 'userName sw "eric" or userName sw "eva" or userName sw "ebene"'
+    response = scim.get("Users?sortBy=displayName&filter=" + quote(accented))
+    assert [u["displayName"] for u in response.get_json()["Resources"]] == ["ébène", "Éric Straße", "Éva Zed"]
+
+
+def test_datetime_filters_use_the_whole_seconds_lobby_returns(scim, app):
+    from datetime import datetime
+
+    from sqlalchemy import update
+
+    from models import User, db
+
+    stored = {"early@example.com": datetime(2026, 11, 29, 16, 28, 3, 999999),
+              "within@example.com": datetime(2026, 11, 29, 16, 28, 4, 250000),
+              "next@example.com": datetime(2026, 11, 29, 16, 28, 5)}
+    ids = {name: scim.create_user(name)["id"] for name in stored}
+    with app.app_context():
+        for name, moment in stored.items():
+            db.session.execute(update(User).where(User.id == ids[name]).values(created_at=moment, updated_at=moment))
+        db.session.commit()
+    own = scim.get(f"Users/{ids['within@example.com']}").get_json()["meta"]
+    assert own["lastModified"] == own["created"] == "2026-11-29T16:28:04Z"
+    within, early, after = {"within@example.com"}, {"early@example.com"}, {"next@example.com"}
+    for attribute in ("meta.lastModified", "meta.created"):
+        def found(op, value):
+            return names(scim, f'{attribute} {op} "{value}"')
+
+        second = own["lastModified"]
+        assert found("eq", second) == within
+        assert found("ne", second) == early | after
+        assert found("gt", second) == after
+        assert found("ge", second) == within | after
+        assert found("lt", second) == early
+        assert found("le", second) == early | within
+        assert found("eq", "2026-11-29T17:28:04+01:00") == within  # the offset is applied first
+        # With fractional seconds the comparison is exact.
+        assert found("eq", "2026-11-29T16:28:04.25Z") == within
+        assert found("eq", "2026-11-29T16:28:04.2Z") == set()
+        assert found("gt", "2026-11-29T16:28:04.25Z") == after
+        assert found("ge", "2026-11-29T16:28:04.250001Z") == after
+        assert found("lt", "2026-11-29T16:28:04.25Z") == early
+        assert found("le", "2026-11-29T16:28:04.25Z") == early | within
+        assert found("ne", "2026-11-29T16:28:05.000Z") == early | within
+        # The last second a dateTime can name still has an end.
+        assert found("le", "9999-12-31T23:59:59Z") == early | within | after
+        assert found("gt", "9999-12-31T23:59:59Z") == set()
+    group = scim.create_group("Team")
+    for attribute in ("created", "lastModified"):
+        expression = f'meta.{attribute} eq "{group["meta"][attribute]}"'
+        response = scim.get("Groups?filter=" + quote(expression))
+        assert [g["id"] for g in response.get_json()["Resources"]] == [group["id"]]
 
 
 # --- property-based: SQL agrees with a reference evaluator ------------------------------------
