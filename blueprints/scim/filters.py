@@ -450,7 +450,11 @@ def parse_datetime(value, name: str) -> tuple[datetime, datetime]:
     except ValueError:
         raise InvalidFilter(f"{value!r} is not an xsd:dateTime (e.g. 2024-05-13T04:42:34Z).") from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first instant there is
+            raise InvalidFilter(f"{value!r} is outside the dateTimes Lobby can compare (years 1 to 9999, "
+                                "in UTC).") from None
     step = timedelta(microseconds=1) if re.search(r"\d[.,]\d", text) else timedelta(seconds=1)
     try:
         return parsed, parsed + step

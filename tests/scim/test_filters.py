@@ -401,3 +401,10 @@ def test_empty_operand_matches_every_value(scim, people):
     assert names(scim, 'externalId ew ""') == everyone_with_external_id
     assert names(scim, 'externalId sw ""') == everyone_with_external_id
     assert names(scim, 'externalId co ""') == everyone_with_external_id
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_a_datetime_whose_offset_leaves_the_calendar_is_an_invalid_filter(scim, value):
+    response = scim.get("Users", query_string={"filter": f'meta.created gt "{value}"'})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["scimType"] == "invalidFilter" and "years 1 to 9999" in response.get_json()["detail"]
