@@ -1,11 +1,12 @@
-"""Benchmark: the time of one SAML ACS request (a signed Okta-shaped Response, accepted).
+"""Benchmark: the time of one SAML sign-in at Lobby (a signed Okta-shaped Response, accepted).
 
     .venv/bin/python bench/acs_bench.py [--runs 200] [--database-url URL ...] [--no-write]
 
 Builds a Lobby on a fresh SQLite database in a temporary folder, and on each
 --database-url given (migrated, not emptied: use a scratch database), configures the test IdP from tests/saml_idp.py, and times only the
-POST to the ACS through Flask's test client: signature verification with
-xmlsec1, the checks, user matching and the commit. Making the AuthnRequest and
+POST to the ACS and the browser's GET of the finish URL it redirects to, through
+Flask's test client: signature verification with xmlsec1, the checks, user
+matching, the commits and the session. Making the AuthnRequest and
 signing the Response happen outside the timed part. The result goes into
 docs/performance.md under the "SAML ACS" heading.
 """
@@ -59,7 +60,7 @@ def run(runs: int, database_url: str | None) -> dict:
                            attributes=okta_attributes(email=f"person{person}@example.com"))
         before = os.times()
         started = time.perf_counter()
-        reply = post_response(client, xml, request.relay_state)
+        reply = post_response(client, xml, request.relay_state)  # the ACS, then the finish URL
         elapsed = time.perf_counter() - started
         after = os.times()
         # CPU spent by this process and by the xmlsec1 it started: what the request costs,
@@ -96,11 +97,12 @@ def write_section(results: list[dict], path: Path) -> None:
     section = "\n".join([
         HEADING,
         "",
-        "One POST to `/internal-api/auth/integrations/saml2/callback` carrying a signed Okta-shaped Response "
-        "(assertion signed, RSA-SHA256), measured through Flask's test client by `bench/acs_bench.py`: "
-        "xmlsec1 signature verification, every check, user matching (a new user every tenth sign-in), "
-        "audit event, flight-recorder row and commit. Building the AuthnRequest and signing the Response "
-        "are not timed.",
+        "One sign-in: the POST to `/internal-api/auth/integrations/saml2/callback` carrying a signed "
+        "Okta-shaped Response (assertion signed, RSA-SHA256) and the browser's GET of the finish URL it "
+        "redirects to, measured through Flask's test client by `bench/acs_bench.py`: xmlsec1 signature "
+        "verification, every check, user matching (a new user every tenth sign-in), flight-recorder row, "
+        "the held sign-in, the browser check, audit event, session and commits. Building the AuthnRequest "
+        "and signing the Response are not timed.",
         "",
         "| database | runs | median | p90 | min | max | CPU per request (median) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
