@@ -136,7 +136,7 @@ def transaction():
         raise RuntimeError("the session holds a connection: write through it, not directly")
     dialect = db.engine.dialect
     _execute(dialect, "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN", (), {}, fetch=False)
-    g.lobby_direct_transaction = True
+    setattr(g, _IN_TRANSACTION, True)
     pooled = g.get(_SLOT)
     try:
         yield
