@@ -1,6 +1,8 @@
 """People who can sign in to Lobby, however they got here (local, SCIM, SAML)."""
 from __future__ import annotations
 
+import unicodedata
+
 from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import event, orm
@@ -12,8 +14,15 @@ SOURCES = ("local", "scim", "saml")
 
 
 def fold(value: str | None) -> str | None:
-    """The case-insensitive key we index names and emails under."""
-    return value.casefold() if value is not None else None
+    """The case-insensitive key we index names and emails under.
+
+    Unicode's canonical caseless match: spellings that look alike because they are canonically
+    equivalent (a precomposed "é" and "e" followed by a combining accent) fold to one key, so
+    they cannot be two users or two groups. Migration keys01 brought stored keys to this form.
+    """
+    if value is None:
+        return None
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", value).casefold())
 
 
 class User(UserMixin, db.Model):

@@ -28,11 +28,12 @@ def _assert_models_match_migrations(app):
             "saml_outstanding_requests", "saml_seen_assertions"} <= tables
 
 
-def test_migrations_on_empty_sqlite(tmp_path):
-    _assert_models_match_migrations(create_app(TestConfig(f"sqlite:///{tmp_path / 'fresh.db'}", str(tmp_path))))
-
-
-def test_migrations_on_empty_postgresql(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    """The URL of an empty database of each kind (PostgreSQL when TEST_DATABASE_URL names one)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
     url = os.environ.get("TEST_DATABASE_URL", "")
     if not url.startswith("postgres"):
         pytest.skip(PG_SKIP_REASON)
@@ -42,12 +43,15 @@ def test_migrations_on_empty_postgresql(tmp_path):
     with server.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        fresh_url = admin_url.rsplit("/", 1)[0] + "/" + name
-        _assert_models_match_migrations(create_app(TestConfig(fresh_url, str(tmp_path))))
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
         with server.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         server.dispose()
+
+
+def test_migrations_on_an_empty_database(empty_database, tmp_path):
+    _assert_models_match_migrations(create_app(TestConfig(empty_database, str(tmp_path))))
 
 
 def test_migrations_have_one_head(tmp_path):
@@ -58,3 +62,52 @@ def test_migrations_have_one_head(tmp_path):
         config = app.extensions["migrate"].migrate.get_config()
         heads = ScriptDirectory.from_config(config).get_heads()
     assert len(heads) == 1, f"migrations fork into {heads}: add a merge revision"
+
+
+def test_keys01_folds_stored_keys_canonically_and_back(empty_database, tmp_path):
+    """Keys written by the old fold (plain casefold) are brought to the canonical caseless form;
+    two users whose names differ only in how an accent is encoded both keep their keys."""
+    import unicodedata
+
+    from models.user import fold
+
+    nfd = unicodedata.normalize("NFD", "José@Example.com")
+    nfc = unicodedata.normalize("NFC", "Zoë@Example.com")
+    twin_nfd, twin_nfc = unicodedata.normalize("NFD", "Renée@x.com"), unicodedata.normalize("NFC", "Renée@x.com")
+    app = create_app(TestConfig(empty_database, str(tmp_path)))
+    users = [("u1", nfd), ("u2", nfc), ("u3", twin_nfd), ("u4", twin_nfc)]
+    with app.app_context():
+        flask_migrate.upgrade(revision="saml01")
+        with db.engine.begin() as conn:
+            for user_id, name in users:
+                conn.execute(text("INSERT INTO users (id, user_name, user_name_key, extra, active, is_admin, source, "
+                                  "created_at, updated_at, version, session_epoch, search_text) VALUES (:id, :name, "
+                                  ":key, '{}', true, false, 'scim', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1, 0, :search)"),
+                             {"id": user_id, "name": name, "key": name.casefold(), "search": name.casefold()})
+            conn.execute(text('INSERT INTO user_emails (user_id, value, value_key, type, "primary", position) '
+                              "VALUES ('u1', :v, :k, 'work', true, 0)"), {"v": nfd, "k": nfd.casefold()})
+            conn.execute(text("INSERT INTO groups (id, display_name, display_name_key, source, adopted_by_idp, "
+                              "created_at, updated_at, version) VALUES ('g1', :n, :k, 'scim', false, "
+                              "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)"), {"n": "Équipe", "k": "équipe"})
+            conn.execute(text("UPDATE groups SET display_name = :n, display_name_key = :k"),
+                         {"n": unicodedata.normalize("NFD", "Équipe"), "k": unicodedata.normalize("NFD", "équipe")})
+
+        def stored():
+            with db.engine.connect() as conn:
+                keys = dict(conn.execute(text("SELECT id, user_name_key FROM users")).all())
+                search = dict(conn.execute(text("SELECT id, search_text FROM users")).all())
+                email = conn.execute(text("SELECT value_key FROM user_emails")).scalar()
+                group = conn.execute(text("SELECT display_name_key FROM groups")).scalar()
+            return keys, search, email, group
+
+        flask_migrate.upgrade(revision="keys01")
+        keys, search, email, group = stored()
+        assert keys["u1"] == fold(nfd) == fold(unicodedata.normalize("NFC", nfd)) != nfd.casefold()
+        assert keys["u2"] == nfc.casefold()  # already canonical: unchanged
+        assert (keys["u3"], keys["u4"]) == (twin_nfd.casefold(), twin_nfc.casefold())  # would clash: kept
+        assert search["u1"] == fold(nfd) and email == fold(nfd) and group == fold("Équipe")
+        flask_migrate.downgrade(revision="saml01")
+        keys, search, email, group = stored()
+        assert keys["u1"] == nfd.casefold() and email == nfd.casefold()
+        assert group == unicodedata.normalize("NFD", "Équipe").casefold()
+        db.engine.dispose()

@@ -598,3 +598,20 @@ def test_group_members_must_be_an_array(scim):
     for members in ({}, {"value": "x"}, "x"):
         response = scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": "Arrays", "members": members})
         assert response.status_code == 400 and "members is multi-valued" in response.get_json()["detail"]
+
+
+def test_userNames_that_differ_only_in_how_an_accent_is_encoded_are_one_user(scim):
+    """A precomposed "é" and "e" + combining accent look the same: one is a uniqueness clash
+    with the other, and a lookup with either finds the user, whose userName is echoed as sent."""
+    import unicodedata
+    decomposed = unicodedata.normalize("NFD", "José@example.com")
+    composed = unicodedata.normalize("NFC", "JOSÉ@example.com")
+    created = scim.create_user(decomposed)
+    assert created["userName"] == decomposed
+    clash = scim.post("Users", {"schemas": [USER_SCHEMA], "userName": composed})
+    assert clash.status_code == 409 and clash.get_json()["scimType"] == "uniqueness"
+    found = scim.get("Users", query_string={"filter": f'userName eq "{composed}"'}).get_json()
+    assert found["totalResults"] == 1 and found["Resources"][0]["id"] == created["id"]
+    group = scim.create_group(unicodedata.normalize("NFD", "Équipe"))
+    twin = scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": unicodedata.normalize("NFC", "équipe")})
+    assert twin.status_code == 409 and group["id"] in twin.get_json()["detail"]
