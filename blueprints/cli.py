@@ -35,9 +35,12 @@ def _read_password(password_file: str | None) -> str:
 @click.command("create-admin")
 @click.argument("email")
 @click.option("--password-file", type=click.Path(dir_okay=False), help="Read the password from this file.")
-@click.option("--name", "display_name", default=None, help="Display name.")
+@click.option("--first-name", "given_name", default=None, help="First name.")
+@click.option("--last-name", "family_name", default=None, help="Last name.")
+@click.option("--name", "display_name", default=None, help="Display name (default: first and last name).")
 @with_appcontext
-def create_admin_command(email: str, password_file: str | None, display_name: str | None):
+def create_admin_command(email: str, password_file: str | None, given_name: str | None, family_name: str | None,
+                         display_name: str | None):
     """Create an admin EMAIL, or make the existing user EMAIL an admin.
 
     The password comes from --password-file, the LOBBY_ADMIN_PASSWORD
@@ -48,7 +51,8 @@ def create_admin_command(email: str, password_file: str | None, display_name: st
     password = _read_password(password_file)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise click.ClickException(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    user = create_or_promote_admin(email=email, password=password, display_name=display_name)
+    user = create_or_promote_admin(email=email, password=password, given_name=given_name, family_name=family_name,
+                                   display_name=display_name)
     record_event("admin.create", actor="cli", target=user.user_name, details={"via": "flask create-admin"})
     db.session.commit()
     click.echo(f"{user.user_name} is an admin.")

@@ -51,3 +51,12 @@ def test_enable_password_login_recovers_from_sso_only(app, runner):
     assert runner.invoke(args=["auth", "enable-password-login"]).exit_code == 0
     with app.app_context():
         assert settings.get("auth", "password_login") is True
+
+
+def test_create_admin_keeps_a_first_and_last_name(app, runner, monkeypatch):
+    monkeypatch.setenv("LOBBY_ADMIN_PASSWORD", "another long password")
+    result = runner.invoke(args=["create-admin", "ops@example.com", "--first-name", "Ops", "--last-name", "Team"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        user = User.query.one()
+        assert (user.given_name, user.family_name, user.display_name) == ("Ops", "Team", "Ops Team")

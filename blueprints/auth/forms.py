@@ -19,7 +19,10 @@ class SetupForm(FlaskForm):
                        render_kw={"autocomplete": "off", "autofocus": True})
     email = EmailField("Your email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=320)],
                        render_kw={"autocomplete": "username"})
-    display_name = StringField("Your name", validators=[DataRequired(), Length(max=255)])
+    given_name = StringField("First name", validators=[DataRequired(), Length(max=255)],
+                             render_kw={"autocomplete": "given-name"})
+    family_name = StringField("Last name", validators=[DataRequired(), Length(max=255)],
+                              render_kw={"autocomplete": "family-name"})
     password = PasswordField("Password", validators=[
                                  DataRequired(),
                                  Length(min=MIN_PASSWORD_LENGTH, max=1024,

@@ -87,7 +87,8 @@ def setup():
     if form.validate_on_submit():
         try:
             user = create_first_admin(code=form.code.data, expected_code=expected, email=form.email.data,
-                                      display_name=form.display_name.data, password=form.password.data)
+                                      given_name=form.given_name.data, family_name=form.family_name.data,
+                                      password=form.password.data)
         except AuthError as error:
             db.session.rollback()
             record_event("admin.setup", outcome="failure", reason=error.reason)

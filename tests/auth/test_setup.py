@@ -5,7 +5,7 @@ from ..conftest import csrf_token
 
 
 def _setup_form(client, code, **overrides):
-    data = {"code": code, "email": "boss@example.com", "display_name": "The Boss",
+    data = {"code": code, "email": "boss@example.com", "given_name": "Bo", "family_name": "Boss",
             "password": "a long enough password", "confirm": "a long enough password",
             "csrf_token": csrf_token(client, "/setup")}
     data.update(overrides)
@@ -38,6 +38,8 @@ def test_setup_with_the_right_code_creates_the_first_admin(app, client, caplog):
     with app.app_context():
         user = User.query.one()
         assert user.is_admin and user.user_name == "boss@example.com" and user.password_hash
+        # First and last name are kept as name parts, as an IdP's push fills them.
+        assert (user.given_name, user.family_name, user.display_name) == ("Bo", "Boss", "Bo Boss")
         assert AuditEvent.query.filter_by(action="admin.create").count() == 1
     assert client.get("/admin/").status_code == 200
     # Set-up is over: the page now leads to the login page.
@@ -65,7 +67,8 @@ def test_setup_refuses_a_short_password(app, client):
 def test_setup_is_closed_once_an_admin_exists(app, client, admin):
     code = setup_code(app.config["SECRET_KEY"])
     assert client.get("/setup").headers["Location"].endswith("/login")
-    response = client.post("/setup", data={"code": code, "email": "intruder@example.com", "display_name": "X",
+    response = client.post("/setup", data={"code": code, "email": "intruder@example.com",
+                                           "given_name": "X", "family_name": "Y",
                                            "password": "intruder password", "confirm": "intruder password",
                                            "csrf_token": csrf_token(client, "/login")})
     assert response.status_code == 302 and response.headers["Location"].endswith("/login")
@@ -76,3 +79,11 @@ def test_setup_is_closed_once_an_admin_exists(app, client, admin):
 def test_setup_code_command(app, runner):
     result = runner.invoke(args=["setup-code"])
     assert setup_code(app.config["SECRET_KEY"]) in result.output
+
+
+def test_setup_needs_a_first_and_a_last_name(app, client):
+    code = setup_code(app.config["SECRET_KEY"])
+    response = _setup_form(client, code, family_name="  ")
+    assert response.status_code == 400 and "This field is required" in response.get_data(as_text=True)
+    with app.app_context():
+        assert User.query.count() == 0
