@@ -83,7 +83,11 @@ class Config:
                 "timeout": float(env.get("SQLITE_BUSY_TIMEOUT_SECONDS", 30))}
 
         https = self.BASE_URL.startswith("https://")
-        self.SESSION_COOKIE_NAME = "lobby_session"
+        # Over https the "__Host-" prefix makes browsers refuse the cookie unless this host set it
+        # (Secure, Path=/, no Domain): a sibling subdomain cannot plant its own session here, which
+        # would defeat the SAML sign-in's browser binding (docs/saml.md).
+        self.SESSION_COOKIE_NAME = "__Host-lobby_session" if https else "lobby_session"
+        self.SESSION_COOKIE_PATH = "/"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = https

@@ -26,6 +26,15 @@ def test_production_starts_with_both(tmp_path):
     app = create_app(config)
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    # Over https the cookie is host-only by its name's prefix: no sibling subdomain can plant one.
+    with app.test_request_context("/", base_url="https://lobby.example.com"):
+        from flask import session
+        session["x"] = 1
+        response = app.make_response("ok")
+        app.session_interface.save_session(app, session, response)
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-lobby_session=") and "Secure" in cookie and "Path=/" in cookie
+    assert "Domain" not in cookie
 
 
 def test_development_secret_key_is_made_once_and_kept(tmp_path):
@@ -35,7 +44,7 @@ def test_development_secret_key_is_made_once_and_kept(tmp_path):
     assert first.SECRET_KEY == second.SECRET_KEY
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
     assert first.SQLALCHEMY_DATABASE_URI == f"sqlite:///{tmp_path / 'lobby.db'}"
-    assert first.SESSION_COOKIE_SECURE is False
+    assert first.SESSION_COOKIE_SECURE is False and first.SESSION_COOKIE_NAME == "lobby_session"
 
 
 def test_base_url_must_be_http(tmp_path):

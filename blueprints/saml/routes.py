@@ -92,14 +92,11 @@ def acs():
 
     if isinstance(outcome, RestartLogin):
         record_restart(outcome.capture, reference, provider)
-        try:
-            # This POST carries no session cookie (cross-site): the secret set here replaces it.
-            location = start_login(sp, binding=browser_binding(), next_path="/", purpose="login", provider=provider)
-        except SamlError as error:
-            db.session.rollback()
-            return _reject(error, reference, provider)
         db.session.commit()
-        return redirect(location, 303)
+        # A fresh SP-initiated login, started by a GET: that request carries the browser's own
+        # session cookie, which this cross-site POST does not, so nothing here writes the session
+        # (a forged POST cannot replace anyone's session, signing them out).
+        return redirect(url_for("saml.login"), 303)
 
     # Accepted. The session starts at the finish URL, in the browser that started the login.
     ticket = hold_sign_in(outcome, reference)

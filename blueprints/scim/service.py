@@ -780,8 +780,8 @@ def user_name_lookup_plan(query: Query) -> tuple[direct.Statement, dict] | None:
         value = json.loads(match.group(1))
     except ValueError:
         return None
-    if "\x00" in value:
-        return None  # the full parser refuses it with a clear invalidFilter
+    if "\x00" in value or F.has_lone_surrogate(value):
+        return None  # the full parser refuses it with a clear invalidFilter (no database can store either)
     statement = _BY_USER_NAME_WITH_GROUPS if wants("groups", query.attributes, query.excluded) else _BY_USER_NAME
     return statement, {"key": fold(value)}
 

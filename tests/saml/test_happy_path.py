@@ -5,7 +5,7 @@ import pytest
 
 from models import AuditEvent, Identity, SamlOutstandingRequest, SamlResponseLog, User, db
 
-from ..saml_idp import (ACS_URL, SP_ENTITY_ID, PERSISTENT, post_response, read_authn_request, sign_in,
+from ..saml_idp import (ACS_URL, LOGIN_PATH, SP_ENTITY_ID, PERSISTENT, post_response, read_authn_request, sign_in,
                         start_login)
 
 
@@ -65,10 +65,8 @@ def test_session_is_rotated(app, client, saml, employee):
 def test_okta_tile_starts_a_fresh_sp_initiated_login(app, client, saml):
     """RelayState initiate-sp-login: the Response is not a login; a new AuthnRequest goes to the IdP."""
     unsolicited = saml.response(None)  # what the Okta dashboard tile posts
-    reply = post_response(client, unsolicited, "initiate-sp-login")
-    assert reply.status_code == 303
+    reply = _restarted(client, post_response(client, unsolicited, "initiate-sp-login"), saml)
     request = read_authn_request(reply.headers["Location"])
-    assert reply.headers["Location"].startswith(saml.sso_url)
     assert client.get("/").status_code == 302  # not signed in by the tile's Response
     with app.app_context():
         assert User.query.filter_by(user_name_key="erin@example.com").count() == 0
@@ -83,14 +81,32 @@ def test_okta_tile_starts_a_fresh_sp_initiated_login(app, client, saml):
 
 def test_okta_tile_response_even_when_valid_for_a_request_is_not_a_login(app, client, saml):
     request = start_login(client)
-    reply = post_response(client, saml.response(request.id), "initiate-sp-login")
-    assert reply.headers["Location"].startswith(saml.sso_url)
+    _restarted(client, post_response(client, saml.response(request.id), "initiate-sp-login"), saml)
     assert client.get("/").status_code == 302
 
 
 def test_okta_tile_with_garbage_still_restarts(app, client, saml):
-    reply = post_response(client, None, "initiate-sp-login", raw="%%% not base64 %%%")
-    assert reply.status_code == 303 and reply.headers["Location"].startswith(saml.sso_url)
+    _restarted(client, post_response(client, None, "initiate-sp-login", raw="%%% not base64 %%%"), saml)
+
+
+def test_a_forged_tile_post_does_not_touch_the_session(app, client, saml, employee):
+    """Any page can make a browser POST to the ACS with RelayState initiate-sp-login: the answer
+    sets no cookie, so the person's session (here, signed in) survives it."""
+    assert sign_in(client, saml).headers["Location"] == "/"
+    stranger = app.test_client()  # the forged cross-site POST carries no session cookie
+    reply = post_response(stranger, None, "initiate-sp-login", raw="junk")
+    assert reply.status_code == 303 and reply.headers["Location"] == LOGIN_PATH
+    assert "Set-Cookie" not in reply.headers
+    assert client.get("/").status_code == 200
+
+
+def _restarted(client, reply, saml):
+    """The tile's POST is answered with the SP-initiated login start (a GET, so the browser's own
+    session comes along), which sends the browser to the IdP with a new AuthnRequest."""
+    assert reply.status_code == 303 and reply.headers["Location"] == LOGIN_PATH
+    started = client.get(LOGIN_PATH)
+    assert started.status_code == 302 and started.headers["Location"].startswith(saml.sso_url)
+    return started
 
 
 @pytest.mark.parametrize("relay_state", ["", "unknown-handle", "https://evil.example/", "//evil.example"])

@@ -39,7 +39,7 @@ def test_nul_in_an_id_is_a_400_and_still_logged(app, client, scim_headers):
 # A lone UTF-16 surrogate (half of a pair, spelled as a JSON escape) is not a character: no
 # database can store it. Refused with a 400 like a NUL, and the refused request is still logged.
 
-@pytest.mark.parametrize("filter_text", ['userName eq "sur\\ud800"', 'title co "\\udfff"',
+@pytest.mark.parametrize("filter_text", ['userName eq "sur\\ud800"', 'userName eq "\\udc00"', 'title co "\\udfff"',
                                          'emails[value sw "\\ud83d"]'])
 def test_a_lone_surrogate_in_a_filter_is_an_invalid_filter(app, client, scim_headers, filter_text):
     response = client.get("/api/scim/v2/Users", query_string={"filter": filter_text, "count": "0"},
@@ -72,3 +72,10 @@ def test_a_proper_surrogate_pair_is_a_character_and_is_stored(app, client, scim_
     found = client.get("/api/scim/v2/Users", query_string={"filter": 'userName eq "rocket\\ud83d\\ude80@example.com"'},
                        headers=scim_headers)
     assert found.get_json()["totalResults"] == 1
+
+
+def test_a_lone_surrogate_in_a_userName_lookup_with_a_wrong_token_is_still_a_401(client):
+    """The userName lookup rides on the token check: it must not reach the database either."""
+    response = client.get("/api/scim/v2/Users", query_string={"filter": 'userName eq "\\ud800"'},
+                          headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
