@@ -885,7 +885,7 @@ def _save_user_change(user: User, before: dict, after: dict, action: str, ctx: C
     was_active = bool(user.active)
     _write_user(user, after, keep_active_if_absent=True)
     changes = diff(_audit_doc(before), _audit_doc(user_document(user)))
-    if changes or before.get(UNKNOWN) != after.get(UNKNOWN):
+    if changes or (before.get(UNKNOWN) or {}) != (after.get(UNKNOWN) or {}):
         user.touch()
     if was_active and not user.active:
         # Deactivation takes effect now: every session of this user ends.

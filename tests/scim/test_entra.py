@@ -211,5 +211,11 @@ def test_writes_to_attributes_lobby_does_not_model_are_kept_not_refused(app, sci
     with app.app_context():
         assert "roles" not in db.session.get(User, user["id"]).extra["_unknown"]
         db.session.remove()
+    # Removing what is not there changes nothing, the version included.
+    before = scim.get(path).get_json()["meta"]["version"]
+    assert scim.patch(path, [{"op": "Remove", "path": "roles"}]).get_json()["meta"]["version"] == before
+    fresh = scim.create_user("noroles@contoso.com")
+    again = scim.patch(f"Users/{fresh['id']}", [{"op": "Remove", "path": "roles"}])
+    assert again.status_code == 200 and again.get_json()["meta"]["version"] == fresh["meta"]["version"]
     typo = scim.patch(path, [{"op": "replace", "path": "nmae.givenName", "value": "X"}])
     assert typo.status_code == 400 and typo.get_json()["scimType"] == "invalidPath"
