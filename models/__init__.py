@@ -211,6 +211,7 @@ from .scim_token import ScimToken  # noqa: E402
 from .audit import AuditEvent, record_event  # noqa: E402
 from .saml_state import SamlOutstandingRequest, SamlPendingSignIn, SamlSeenAssertion  # noqa: E402
 from .throttle import LoginFailure  # noqa: E402
+from .session_end import EndedSession  # noqa: E402
 from .flight import SamlResponseLog, ScimRequestLog  # noqa: E402
 from . import direct  # noqa: E402  (uses db)
 
@@ -219,5 +220,5 @@ __all__ = [
     "SQLITE_LOWER",
     "User", "UserEmail", "Group", "Membership", "Identity", "Setting", "settings",
     "ScimToken", "AuditEvent", "record_event", "SamlOutstandingRequest", "SamlPendingSignIn", "SamlSeenAssertion",
-    "LoginFailure", "SamlResponseLog", "ScimRequestLog",
+    "LoginFailure", "EndedSession", "SamlResponseLog", "ScimRequestLog",
 ]

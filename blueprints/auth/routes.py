@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import secrets
+
 from flask import (abort, current_app, flash, redirect, render_template, request, session,
                    url_for)
 from flask_login import current_user, login_required, login_user, logout_user
 
 from blueprints import login_manager
 from blueprints.security import client_address, safe_next_path
-from models import User, db, record_event, settings, utcnow
+from models import EndedSession, User, db, record_event, settings, utcnow
 
 from . import bp
 from .forms import LoginForm, PostForm, SetupForm
@@ -23,6 +25,9 @@ def load_user(session_id: str):
     user = db.session.get(User, user_id)
     if user is None or not user.active or str(user.session_epoch) != epoch:
         return None
+    sid = session.get("sid")
+    if isinstance(sid, str) and EndedSession.has_ended(sid):
+        return None  # signed out: a copy of the cookie does not bring the session back
     return user
 
 
@@ -110,6 +115,7 @@ def _start_session(user: User) -> None:
     session.clear()
     login_user(user)
     session.permanent = True
+    session["sid"] = secrets.token_urlsafe(24)  # what signing out records as ended
     user.last_login_at = utcnow()
     db.session.commit()
 
@@ -163,6 +169,8 @@ def logout():
         abort(400)
     if current_user.is_authenticated:
         record_event("auth.logout", target=current_user.user_name)
+        if isinstance(session.get("sid"), str):
+            EndedSession.end(session["sid"], int(current_app.permanent_session_lifetime.total_seconds()))
         db.session.commit()
     logout_user()
     session.clear()

@@ -1,8 +1,8 @@
 import pytest
 
-from models import AuditEvent, User, db
+from models import AuditEvent, EndedSession, User, db
 
-from ..conftest import csrf_token
+from ..conftest import AuthActions, csrf_token
 
 
 def test_login_page_answers(client, admin):
@@ -95,6 +95,26 @@ def test_logout_is_post_only_and_ends_the_session(client, auth, employee):
     assert client.get("/").status_code == 200
     assert auth.logout().status_code == 302
     assert client.get("/").status_code == 302
+
+
+def test_a_copy_of_the_cookie_taken_before_signing_out_no_longer_works(app, client, auth, employee):
+    """Signing out ends that session on the server too, not only in the browser; the person's
+    other sessions (another browser) go on."""
+    auth.login_as(employee)
+    other = app.test_client()
+    AuthActions(other).login_as(employee)
+    stolen = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    assert auth.logout().status_code == 302
+    thief = app.test_client()
+    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], stolen)
+    response = thief.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert other.get("/").status_code == 200
+    with app.app_context():
+        assert EndedSession.query.count() == 1
+    # Signing in again starts a new session, which works.
+    auth.login_as(employee)
+    assert client.get("/").status_code == 200
 
 
 def test_session_epoch_bump_signs_the_user_out_on_next_request(app, client, auth, employee):
