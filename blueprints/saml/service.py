@@ -74,6 +74,9 @@ OUTSTANDING_LIFETIME = timedelta(minutes=15)
 # From the ACS's redirect to the browser's GET of the finish URL: one round trip.
 PENDING_LIFETIME = timedelta(minutes=2)
 FLIGHT_XML_LIMIT = 64 * 1024
+# The audit event of a refused Response keeps a shorter copy: anyone can post junk to the ACS,
+# and audit events are kept far longer than the flight recorder's last few rows.
+AUDIT_XML_LIMIT = 16 * 1024
 
 _DOCTYPE_RE = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)", re.I)
 _ENCODING_DECL_RE = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
@@ -851,8 +854,14 @@ def record_rejection(error: SamlError, reference: str, provider: Provider | None
                  outcome="failure", reason=error.reason, reference=reference,
                  details={"method": "saml", "issuer": capture.issuer, "name_id": capture.name_id,
                           "in_response_to": capture.in_response_to, "relay_state": capture.relay_state,
-                          "purpose": capture.purpose, "response_xml": capture.response_xml})
+                          "purpose": capture.purpose, "response_xml": _audit_copy(capture.response_xml)})
     _record_flight(provider, capture, verdict="rejected", reason=error.reason, reference=reference)
+
+
+def _audit_copy(xml: str | None) -> str | None:
+    if xml is None or len(xml) <= AUDIT_XML_LIMIT:
+        return xml
+    return xml[:AUDIT_XML_LIMIT] + f"\n[… {len(xml) - AUDIT_XML_LIMIT} more characters in the flight recorder]"
 
 
 def record_restart(capture: Capture, reference: str, provider: Provider | None = None) -> None:

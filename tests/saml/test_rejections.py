@@ -374,3 +374,15 @@ def test_comment_inside_the_nameid_does_not_truncate_it(app, client, saml):
 def test_overlong_relay_state(app, client, saml):
     request = start_login(client)
     refused(app, post_response(client, saml.response(request.id), "x" * 600), "RelayState is longer than")
+
+
+def test_a_large_refused_post_keeps_a_bounded_copy_in_the_audit_log(app, client, saml):
+    """Anyone can post junk to the ACS: its audit event keeps 16 KB of it, the flight recorder more."""
+    from blueprints.saml.service import AUDIT_XML_LIMIT
+    junk = "<samlp:Response xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol'>" + "<x>junk</x>" * 6000
+    reply = post_response(client, junk)
+    reference = re.search(r"ref=([A-Z0-9]{8})", reply.headers["Location"]).group(1)
+    with app.app_context():
+        kept = AuditEvent.query.filter_by(reference=reference).one().details["response_xml"]
+        assert AUDIT_XML_LIMIT < len(kept) < AUDIT_XML_LIMIT + 100 and "in the flight recorder" in kept
+        assert len(SamlResponseLog.query.filter_by(reference=reference).one().response_xml) > AUDIT_XML_LIMIT
