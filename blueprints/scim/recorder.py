@@ -141,10 +141,11 @@ def body_for_log(raw: bytes | None) -> str | None:
     if not raw:
         return None
     try:
-        shown = json.dumps(redact(json.loads(raw)), ensure_ascii=False)
+        redacted = redact(json.loads(raw))
+        shown = json.dumps(redacted, ensure_ascii=False)
         if has_lone_surrogate(shown):
             # Refused with a 400, still logged: escaped, since no text column can store one.
-            shown = json.dumps(redact(json.loads(raw)))
+            shown = json.dumps(redacted)
     except (ValueError, UnicodeDecodeError):
         shown = "[not JSON]"
     except RecursionError:  # too deeply nested to parse (or to redact): still logged, as such
@@ -177,8 +178,7 @@ class Pending:
         """Queue ``row``; True when the caller should write the queue now."""
         with self.lock:
             self.rows.append(row)
-            key = (row["token_id"], row["minute"])
-            self.counts[key] = self.counts.get(key, 0) + 1
+            self._count([row])
             if len(self.rows) == 1:
                 self.oldest = time.monotonic()
             due = (urgent or self.interval <= 0 or len(self.rows) >= self.batch
@@ -198,10 +198,14 @@ class Pending:
         with self.lock:
             if len(self.rows) + len(rows) <= MAX_PENDING:
                 self.rows[:0] = rows
-                for row in rows:
-                    key = (row["token_id"], row["minute"])
-                    self.counts[key] = self.counts.get(key, 0) + 1
+                self._count(rows)
                 self.oldest = time.monotonic()
+
+    def _count(self, rows: list[dict]) -> None:
+        """Add ``rows`` to the per-(token, minute) counts (the caller holds the lock)."""
+        for row in rows:
+            key = (row["token_id"], row["minute"])
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def counted(self, token_id: int, minute: int) -> int:
         """Requests of ``token_id`` in ``minute`` that the database does not know of yet."""
