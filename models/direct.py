@@ -23,10 +23,13 @@ not be used inside such a transaction; ``LobbySession.get_bind`` refuses.
 """
 from __future__ import annotations
 
+import json
 from collections import namedtuple
 from contextlib import contextmanager
 
 from flask import g
+from sqlalchemy import String, any_, bindparam, func, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
 from . import db
@@ -42,13 +45,14 @@ class Statement:
     datetime, a dict for JSON); literal values written into the statement are taken from
     its compiled form. Rows are named tuples whose values are what SQLAlchemy would have
     produced (SQLite's datetimes, booleans and JSON decoded). An INSERT is compiled for the
-    ``column_keys`` it is given and run with ``run`` (it returns no rows).
+    ``column_keys`` it is given; it, an UPDATE or a DELETE runs with ``run`` or ``run_many`` (no rows).
     """
 
     def __init__(self, select, column_keys=None):
         self.select = select
         self.column_keys = list(column_keys) if column_keys is not None else None
-        selected = select.selected_columns if self.column_keys is None else []
+        # An INSERT, UPDATE or DELETE (without RETURNING) selects nothing.
+        selected = getattr(select, "selected_columns", None) or [] if self.column_keys is None else []
         self.selected = list(selected)
         self.names = [column.key for column in self.selected]
         self.row = namedtuple("Row", self.names, rename=True) if self.names else None
@@ -87,6 +91,18 @@ class Statement:
         sql, arguments, _converters, options = self._arguments(dialect, params)
         _execute(dialect, sql, arguments, options, fetch=False)
 
+    def run_many(self, rows: list[dict]) -> None:
+        """Execute a statement that returns no rows once per parameter set, as one executemany."""
+        if not rows:
+            return
+        if _session_holds_connection():
+            db.session.connection().execute(self.select, rows)
+            return
+        dialect = db.engine.dialect
+        prepared = [self._arguments(dialect, params) for params in rows]
+        _execute(dialect, prepared[0][0], [arguments for _sql, arguments, _c, _o in prepared], {},
+                 fetch=False, many=True)
+
     def all(self, **params) -> list:
         if _session_holds_connection():
             # Never a second connection while the session holds one: run it on the session's.
@@ -103,6 +119,48 @@ class Statement:
     def first(self, **params):
         rows = self.all(**params)
         return rows[0] if rows else None
+
+
+class PerDialect:
+    """A statement whose SQL differs by database: ``build(dialect_name)`` makes its Core form,
+    once per dialect; it runs as a ``Statement`` does."""
+
+    def __init__(self, build, column_keys=None):
+        self.build, self.column_keys = build, column_keys
+        self._statements: dict[str, Statement] = {}
+
+    def statement(self) -> Statement:
+        name = db.engine.dialect.name
+        statement = self._statements.get(name)
+        if statement is None:
+            statement = self._statements[name] = Statement(self.build(name), self.column_keys)
+        return statement
+
+    def run(self, **params) -> None:
+        self.statement().run(**params)
+
+    def run_many(self, rows: list[dict]) -> None:
+        self.statement().run_many(rows)
+
+    def all(self, **params) -> list:
+        return self.statement().all(**params)
+
+    def first(self, **params):
+        return self.statement().first(**params)
+
+
+def in_list(column, name: str, dialect: str):
+    """``column IN (...)`` over a list bound as ONE parameter (pass it through ``id_list``), so a
+    statement compiles once for any number of values: ``= ANY(array)`` on PostgreSQL, the
+    elements of a JSON array on SQLite."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String))))
+
+
+def id_list(values) -> object:
+    """The parameter value for an ``in_list`` condition."""
+    return list(values) if db.engine.dialect.name == "postgresql" else json.dumps(list(values))
 
 
 _INSERTS: dict[tuple, Statement] = {}
@@ -197,10 +255,13 @@ def release(_error=None) -> None:
         pooled.close()
 
 
-def _execute(dialect, sql: str, arguments, options: dict, fetch: bool = True) -> list:
+def _execute(dialect, sql: str, arguments, options: dict, fetch: bool = True, many: bool = False) -> list:
     pooled = connection()
     cursor = pooled.cursor()
     try:
+        if many:
+            cursor.executemany(sql, arguments)
+            return []
         cursor.execute(sql, arguments, **options)
         return cursor.fetchall() if fetch else []
     except dialect.loaded_dbapi.Error as error:

@@ -39,7 +39,12 @@ class Group(db.Model):
 
     @property
     def idp_managed(self) -> bool:
-        return self.source == "scim" or self.adopted_by_idp
+        return self.managed_by_idp(self.source, self.adopted_by_idp)
+
+    @staticmethod
+    def managed_by_idp(source: str, adopted_by_idp) -> bool:
+        """Whether the IdP manages a group of this source and adoption (for rows read without the ORM)."""
+        return source == "scim" or bool(adopted_by_idp)
 
     def __repr__(self) -> str:
         return f"<Group {self.display_name}>"

@@ -20,8 +20,8 @@ from models.audit import new_event
 from models.user import fold, search_text_for
 
 from . import filters as F
-from .errors import (InvalidFilter, InvalidSyntax, InvalidValue, NotFound, PreconditionFailed, TooMany,
-                     Uniqueness)
+from .errors import (InvalidFilter, InvalidSyntax, InvalidValue, NotFound, PreconditionFailed, ScimError,
+                     TooMany, Uniqueness)
 from .resources import UNKNOWN, DocumentSchema, diff
 from .schemas import (DEFAULT_COUNT, ENTERPRISE, ENTERPRISE_SCHEMA, GROUP, GROUP_SCHEMA, MAX_COUNT,
                       MAX_PATCH_OPERATIONS, PATCH_SCHEMA, USER, USER_SCHEMA)
@@ -1023,8 +1023,11 @@ def members_of(group_ids: list[str], ctx: Context, display: bool = False) -> dic
         return {}
     if not display:
         # Ids only: read from the membership primary key alone, no join with users.
-        out: dict[str, list[dict]] = {gid: [] for gid in group_ids}
         base = f"{ctx.base_url}/Users/"
+        if len(group_ids) == 1:  # one group's read or write: a fixed statement, on the driver
+            return {group_ids[0]: [{"value": row.user_id, "$ref": base + row.user_id, "type": "User"}
+                                   for row in _MEMBERS_OF_ONE.all(id=group_ids[0])]}
+        out: dict[str, list[dict]] = {gid: [] for gid in group_ids}
         for group_id, user_id in db.session.connection().execute(_MEMBER_IDS, {"ids": group_ids}):
             out[group_id].append({"value": user_id, "$ref": base + user_id, "type": "User"})
         return out
@@ -1117,7 +1120,7 @@ def _known_users(ids: list[str]) -> tuple[list[str], list[str]]:
     """
     if not ids:
         return [], []
-    found = set(db.session.execute(select(User.id).where(User.id.in_(ids))).scalars())
+    found = {row.id for row in _KNOWN_USERS.all(ids=direct.id_list(ids))}
     return [i for i in ids if i in found], [i for i in ids if i not in found]
 
 
@@ -1129,47 +1132,59 @@ def _insert_members(group_id: str, user_ids: list[str]) -> list[str]:
     """
     if not user_ids:
         return []
-    present = set(db.session.execute(select(Membership.user_id).where(
-        Membership.group_id == group_id, Membership.user_id.in_(user_ids))).scalars())
+    present = {row.user_id for row in _PRESENT_MEMBERS.all(group_id=group_id, ids=direct.id_list(user_ids))}
     new = [uid for uid in dict.fromkeys(user_ids) if uid not in present]
     if not new:
         return []
     now = utcnow()
-    rows = [{"group_id": group_id, "user_id": uid, "source": "scim", "created_at": now} for uid in new]
     # One statement for any batch, run as an executemany: a VALUES list spelled out per batch
     # size would be compiled afresh for every PATCH (a third of a member add's time).
-    db.session.execute(_add_membership(db.session.get_bind().dialect.name), rows)
+    _ADD_MEMBERS.run_many([{"group_id": group_id, "user_id": uid, "source": "scim", "created_at": now}
+                           for uid in new])
     return new
-
-
-def _add_membership(dialect: str):
-    statement = _ADD_MEMBERSHIP.get(dialect)
-    if statement is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        statement = _ADD_MEMBERSHIP[dialect] = insert(Membership.__table__).on_conflict_do_nothing(
-            index_elements=["group_id", "user_id"])
-    return statement
-
-
-_ADD_MEMBERSHIP: dict = {}
 
 
 def _delete_members(group_id: str, user_ids: list[str] | None) -> list[str]:
     """Delete these members (all when ``user_ids`` is None); return the users who were members."""
-    statement = Membership.__table__.delete().where(Membership.group_id == group_id)
-    present = select(Membership.user_id).where(Membership.group_id == group_id)
-    if user_ids is not None:
-        if not user_ids:
-            return []
-        statement = statement.where(Membership.user_id.in_(user_ids))
-        present = present.where(Membership.user_id.in_(user_ids))
-    gone = list(db.session.execute(present).scalars())
+    if user_ids is None:
+        gone = [row.user_id for row in _MEMBERS_OF_ONE.all(id=group_id)]
+        if gone:
+            db.session.execute(Membership.__table__.delete().where(Membership.group_id == group_id))
+        return gone
+    if not user_ids:
+        return []
+    ids = direct.id_list(user_ids)
+    gone = [row.user_id for row in _PRESENT_MEMBERS.all(group_id=group_id, ids=ids)]
     if gone:
-        db.session.execute(statement)
+        _REMOVE_MEMBERS.run(group_id=group_id, ids=ids)
     return gone
+
+
+def _add_membership(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(Membership.__table__).on_conflict_do_nothing(index_elements=["group_id", "user_id"])
+
+
+# Built once per database: the member changes an IdP's group push is made of. A list of ids is
+# one parameter (``direct.in_list``), so a batch of any size reuses the compiled statement; each
+# runs on the session's connection when the session holds one, else on the driver.
+_KNOWN_USERS = direct.PerDialect(lambda d: select(_USERS_T.id).where(direct.in_list(_USERS_T.id, "ids", d)))
+_PRESENT_MEMBERS = direct.PerDialect(lambda d: select(_MEMBERS_T.user_id).where(
+    _MEMBERS_T.group_id == bindparam("group_id"), direct.in_list(_MEMBERS_T.user_id, "ids", d)))
+_REMOVE_MEMBERS = direct.PerDialect(lambda d: Membership.__table__.delete().where(
+    _MEMBERS_T.group_id == bindparam("group_id"), direct.in_list(_MEMBERS_T.user_id, "ids", d)))
+_ADD_MEMBERS = direct.PerDialect(_add_membership, column_keys=["group_id", "user_id", "source", "created_at"])
+_MEMBERS_OF_ONE = direct.Statement(
+    select(_MEMBERS_T.user_id).where(_MEMBERS_T.group_id == bindparam("id")).order_by(_MEMBERS_T.user_id))
+_GROUP_FOR_WRITE = direct.Statement(
+    select(_GROUPS_T.id, _GROUPS_T.display_name, _GROUPS_T.external_id, _GROUPS_T.created_at,
+           _GROUPS_T.updated_at, _GROUPS_T.version)
+    .where(_GROUPS_T.id == bindparam("id"), idp_visible()).with_for_update())
+_TOUCH_GROUP = direct.Statement(update(Group.__table__).where(_GROUPS_T.id == bindparam("id"))
+                                .values(version=_GROUPS_T.version + 1, updated_at=bindparam("now")))
 
 
 def _set_members(group_id: str, user_ids: list[str]) -> tuple[list[str], list[str]]:
@@ -1184,8 +1199,13 @@ def _touch_groups(group_ids: list[str]) -> None:
                        .values(version=Group.version + 1, updated_at=utcnow()))
 
 
-def _conflicting_group(display_name: str, group_id: str | None) -> Group | None:
-    group = db.session.execute(select(Group).where(Group.display_name_key == fold(display_name))).scalar()
+_CLASHING_GROUP = direct.Statement(select(_GROUPS_T.id, _GROUPS_T.source, _GROUPS_T.adopted_by_idp)
+                                   .where(_GROUPS_T.display_name_key == bindparam("key")))
+
+
+def _conflicting_group(display_name: str, group_id: str | None):
+    """The other group holding this name (its row: id, source, adopted_by_idp), if any."""
+    group = _CLASHING_GROUP.first(key=fold(display_name))
     return group if group is not None and group.id != group_id else None
 
 
@@ -1193,7 +1213,7 @@ def _reject_name_clash(display_name: str, group_id: str | None) -> None:
     clash = _conflicting_group(display_name, group_id)
     if clash is None:
         return
-    if clash.idp_managed:
+    if Group.managed_by_idp(clash.source, clash.adopted_by_idp):
         raise Uniqueness(f"displayName {display_name!r} is already taken by group {clash.id}.")
     raise Uniqueness(
         f"displayName {display_name!r} is taken by a group an admin made in Lobby. Lobby keeps its local "
@@ -1201,15 +1221,45 @@ def _reject_name_clash(display_name: str, group_id: str | None) -> None:
         f"name (Lobby Admin > Provisioning).")
 
 
+def _create_group_directly(doc: dict, member_ids: list[str], ctx: Context) -> Group | None:
+    """A new group, its members and the audit event in one transaction on the driver (no ORM
+    flush: an IdP's group push creates many). None, with nothing written, when the name belongs
+    to a local group: ``create_group`` adopts it or refuses, as the admin chose."""
+    name = doc["displayName"]
+    try:
+        with direct.transaction():
+            clash = _conflicting_group(name, None)
+            if clash is not None:
+                if not Group.managed_by_idp(clash.source, clash.adopted_by_idp):
+                    return None  # adopted or refused by the policy setting, in create_group
+                _reject_name_clash(name, None)
+            member_ids, unknown = _known_users(member_ids)
+            group = Group(display_name=name, external_id=doc.get("externalId"), source="scim")
+            direct.insert(group)
+            added = _insert_members(group.id, member_ids)
+            direct.insert(ctx.event("scim.group.create", name, _unknown_noted(
+                {"id": group.id, "diff": diff({}, doc), "members_added": added}, unknown)))
+    except IntegrityError:
+        raise Uniqueness(f"displayName {name!r} is already taken (another request took it at the same "
+                         "moment).") from None
+    reads_only()  # rendering the answer only reads
+    return group
+
+
 def create_group(payload, ctx: Context) -> tuple[Group, bool]:
     """Create a group (or adopt a local one when the admin allows); True when created."""
     doc = GROUP_DOC.normalise(payload)
     member_ids = _member_ids(_members_in(payload), "members") if _members_in(payload) else []
-    member_ids, unknown = _known_users(member_ids)
+    if direct.session_free():
+        group = _create_group_directly(doc, member_ids, ctx)
+        if group is not None:
+            return group, True
     clash = _conflicting_group(doc["displayName"], None)
     created = True
-    if clash is not None and not clash.idp_managed and settings.get("scim", "local_group_conflict") == "adopt":
-        group, created = clash, False
+    if (clash is not None and not Group.managed_by_idp(clash.source, clash.adopted_by_idp)
+            and settings.get("scim", "local_group_conflict") == "adopt"):
+        group, created = get_local_group(clash.id), False
+        member_ids, unknown = _known_users(member_ids)
         group.adopted_by_idp = True
         group.external_id = doc.get("externalId")
         group.touch()
@@ -1219,6 +1269,7 @@ def create_group(payload, ctx: Context) -> tuple[Group, bool]:
                   _unknown_noted({"id": group.id, "members_added": added, "members_removed": removed}, unknown))
     else:
         _reject_name_clash(doc["displayName"], None)
+        member_ids, unknown = _known_users(member_ids)
         group = Group(display_name=doc["displayName"], external_id=doc.get("externalId"), source="scim")
         db.session.add(group)
         db.session.flush()
@@ -1228,6 +1279,14 @@ def create_group(payload, ctx: Context) -> tuple[Group, bool]:
     _commit_unique(f"displayName {doc['displayName']!r}")
     db.session.refresh(group)
     return group, created
+
+
+def get_local_group(group_id: str) -> Group:
+    """A group by id, whoever manages it, locked for the change about to be made to it."""
+    group = db.session.execute(select(Group).where(Group.id == group_id).with_for_update()).scalar()
+    if group is None:  # deleted a moment ago, by an admin
+        raise NotFound(f"No group with id {group_id}.")
+    return group
 
 
 def _unknown_noted(details: dict, unknown: list[str]) -> dict:
@@ -1277,8 +1336,71 @@ def _member_filter_ids(group_id: str, node) -> list[str]:
         .where(Membership.group_id == group_id, condition)).scalars())
 
 
-def patch_group(group_id: str, payload, ctx: Context, if_match: str | None) -> Group:
+def _member_plan(operations: list) -> list[tuple[str, list[str]]] | None:
+    """The operations as (add or remove, user ids) when every one adds or removes listed members
+    (path ``members``, a non-empty value, no filter): what Okta's and Entra's group pushes send.
+    None for anything else, which ``patch_group`` handles in full (and refuses when malformed)."""
+    plan = []
+    for operation in operations:
+        if not isinstance(operation, dict):
+            return None
+        fields = {str(k).lower(): v for k, v in operation.items()}
+        op, path, value = fields.get("op"), fields.get("path"), fields.get("value")
+        if (not isinstance(op, str) or op.lower() not in ("add", "remove") or not isinstance(path, str)
+                or path.strip().lower() != "members" or not isinstance(value, list) or not value):
+            return None
+        try:
+            ids = _member_ids(value, "members")
+        except ScimError:
+            return None
+        plan.append((op.lower(), ids))
+    return plan
+
+
+def _patch_members(group_id: str, plan: list[tuple[str, list[str]]], ctx: Context, if_match: str | None):
+    """``patch_group`` for member changes alone, in one transaction on the driver (no ORM): the
+    group row (locked on PostgreSQL; SQLite's write lock is taken up front), the membership rows,
+    the version when something changed, the audit event. Returns the group's row as it now is."""
+    with direct.transaction():
+        group = _GROUP_FOR_WRITE.first(id=group_id)
+        if group is None:
+            raise NotFound(f"No group with id {group_id}.")
+        check_if_match(if_match, group.version)
+        added: list[str] = []
+        removed: list[str] = []
+        unknown: list[str] = []
+        for op, ids in plan:
+            if op == "add":
+                ids, missing = _known_users(ids)
+                unknown.extend(missing)
+                added.extend(_insert_members(group.id, ids))
+            else:
+                removed.extend(_delete_members(group.id, ids))
+        if added or removed:
+            now = utcnow()
+            _TOUCH_GROUP.run(id=group.id, now=now)
+            group = group._replace(version=group.version + 1, updated_at=now)
+        direct.insert(ctx.event("scim.group.patch", group.display_name,
+                                _member_details(group.id, {}, added, removed, unknown)))
+    reads_only()  # rendering the answer only reads: no second transaction (nor SQLite write lock)
+    return group
+
+
+def _member_details(group_id: str, changes: dict, added: list[str], removed: list[str], unknown: list[str]) -> dict:
+    details = {"id": group_id, "diff": changes}
+    if added:
+        details["members_added"] = added
+    if removed:
+        details["members_removed"] = removed
+    return _unknown_noted(details, unknown)
+
+
+def patch_group(group_id: str, payload, ctx: Context, if_match: str | None):
+    """Apply a PATCH to a group; returns the group (a model object, or a row with the same fields)."""
     operations = patch_operations(payload)
+    plan = _member_plan(operations)
+    if plan is not None and direct.session_free():
+        return _patch_members(group_id, plan, ctx, if_match)
     group = get_group(group_id, lock=True)
     check_if_match(if_match, group.version)
     added: list[str] = []
@@ -1324,12 +1446,7 @@ def patch_group(group_id: str, payload, ctx: Context, if_match: str | None) -> G
     changes = diff(before, group_document(group))
     if changes or added or removed:
         group.touch()
-    details = {"id": group.id, "diff": changes}
-    if added:
-        details["members_added"] = added
-    if removed:
-        details["members_removed"] = removed
-    ctx.audit("scim.group.patch", group.display_name, _unknown_noted(details, unknown))
+    ctx.audit("scim.group.patch", group.display_name, _member_details(group.id, changes, added, removed, unknown))
     _commit_unique(f"displayName {after['displayName']!r}")
     db.session.refresh(group)
     return group
