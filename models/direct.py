@@ -18,14 +18,18 @@ statement here runs on the session's connection instead. So a thread never holds
 
 Writes: ``transaction()`` opens a transaction on that connection (``BEGIN IMMEDIATE`` on
 SQLite, as the session's transactions do) and ``insert()`` writes new model objects in it
-(a user created over SCIM: an IdP's initial push is thousands of them). The session must
-not be used inside such a transaction; ``LobbySession.get_bind`` refuses.
+(a user created over SCIM: an IdP's initial push is thousands of them); a fixed UPDATE or
+DELETE runs with ``Statement.run``, a batch of rows with ``run_many`` (one executemany). A
+statement over a list of ids binds the list as one parameter (``in_list``, ``id_list``), so
+it compiles once for any length; ``PerDialect`` holds such statements, whose SQL differs
+between the databases. The session must not be used inside such a transaction;
+``LobbySession.get_bind`` refuses.
 """
 from __future__ import annotations
 
 import json
 from collections import namedtuple
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from flask import g
 from sqlalchemy import String, any_, bindparam, func, literal_column, select
@@ -187,17 +191,24 @@ def insert(*objects) -> None:
 def transaction():
     """A transaction on this request's direct connection: committed when the block ends,
     rolled back if it raises. On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``,
-    waiting up to the busy timeout), as the session's transactions do."""
+    waiting up to the busy timeout), as the session's transactions do. On PostgreSQL its
+    statements go out in psycopg's pipeline mode: sent without waiting for each answer, the
+    answers read when a statement's rows are needed and at the end, so a create's BEGIN,
+    INSERTs and COMMIT cost one round trip instead of five. An error of any statement is
+    raised by the end of the block at the latest, as SQLAlchemy's exception class."""
     if g.get(_IN_TRANSACTION):
         raise RuntimeError("a direct transaction is already open")
     if _session_holds_connection():
         raise RuntimeError("the session holds a connection: write through it, not directly")
     dialect = db.engine.dialect
-    _execute(dialect, "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN", (), {}, fetch=False)
+    pooled = connection()
+    batched = pooled.driver_connection.pipeline() if dialect.name == "postgresql" else nullcontext()
     setattr(g, _IN_TRANSACTION, True)
-    pooled = g.get(_SLOT)
     try:
-        yield
+        with _raised_as_sqlalchemy(dialect, pooled), batched:
+            _execute(dialect, "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN", (), {}, fetch=False)
+            yield
+            _execute(dialect, "COMMIT", (), {}, fetch=False)
     except BaseException:
         g.pop(_IN_TRANSACTION, None)
         if g.get(_SLOT) is pooled:  # still ours (a lost connection was dropped from the pool)
@@ -207,7 +218,16 @@ def transaction():
                 pass  # the rollback's own failure must not hide the error that caused it
         raise
     g.pop(_IN_TRANSACTION, None)
-    _execute(dialect, "COMMIT", (), {}, fetch=False)
+
+
+@contextmanager
+def _raised_as_sqlalchemy(dialect, pooled):
+    """A driver error raised outside ``_execute`` (PostgreSQL's pipeline reports errors when it
+    reads the answers) comes out as SQLAlchemy's exception class, as ``_execute``'s do."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as error:
+        raise _converted(dialect, pooled, None, error, "(pipelined statements)", ()) from error
 
 
 def in_transaction() -> bool:
@@ -265,19 +285,24 @@ def _execute(dialect, sql: str, arguments, options: dict, fetch: bool = True, ma
         cursor.execute(sql, arguments, **options)
         return cursor.fetchall() if fetch else []
     except dialect.loaded_dbapi.Error as error:
-        gone = dialect.is_disconnect(error, pooled.dbapi_connection, cursor)
-        if gone:
-            # As SQLAlchemy does on a lost connection: drop it and every connection pooled
-            # with it (they went to the same server), so the next request reconnects.
-            g.pop(_SLOT, None)
-            db.engine.pool._invalidate(pooled, error)
-        raise DBAPIError.instance(sql, arguments, error, dialect.loaded_dbapi.Error,
-                                  connection_invalidated=gone, dialect=dialect) from error
+        raise _converted(dialect, pooled, cursor, error, sql, arguments) from error
     finally:
         try:
             cursor.close()
         except dialect.loaded_dbapi.Error:
             pass
+
+
+def _converted(dialect, pooled, cursor, error, sql: str, arguments) -> DBAPIError:
+    """SQLAlchemy's exception for a driver error; a lost connection is dropped from the pool."""
+    gone = dialect.is_disconnect(error, pooled.dbapi_connection, cursor)
+    if gone:
+        # As SQLAlchemy does on a lost connection: drop it and every connection pooled
+        # with it (they went to the same server), so the next request reconnects.
+        g.pop(_SLOT, None)
+        db.engine.pool._invalidate(pooled, error)
+    return DBAPIError.instance(sql, arguments, error, dialect.loaded_dbapi.Error,
+                               connection_invalidated=gone, dialect=dialect)
 
 
 def init_app(app) -> None:

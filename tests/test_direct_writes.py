@@ -171,3 +171,33 @@ def test_a_scim_create_naming_a_manager_writes_without_the_session(app, monkeypa
     with app.app_context():
         assert User.query.filter_by(user_name="report@example.com").one().manager_display == "The Boss"
         db.session.remove()
+
+
+def test_on_postgresql_a_transaction_is_pipelined_and_still_all_or_nothing(app, backend):
+    if backend != "postgresql":
+        pytest.skip("psycopg's pipeline mode is PostgreSQL's; SQLite runs in process")
+    with app.test_request_context():
+        write_new(_user("first@example.com"))
+        driver = direct.connection().driver_connection
+        with direct.transaction():
+            assert driver.pgconn.pipeline_status != 0  # statements are sent without waiting for answers
+            direct.insert(_user("second@example.com"))
+        assert driver.pgconn.pipeline_status == 0
+        # A failing INSERT whose answer nobody reads still fails the block, and takes the rows
+        # sent before it along.
+        with pytest.raises(IntegrityError):
+            with direct.transaction():
+                direct.insert(_user("third@example.com"))
+                direct.insert(_user("FIRST@example.com"))
+        assert not direct.in_transaction()
+        # A read inside the block gets its rows (the pipeline syncs for it), and the connection
+        # serves the next transaction normally.
+        with direct.transaction():
+            direct.insert(_user("fourth@example.com"))
+            names = direct.Statement(select(User.__table__.c.user_name).order_by(User.__table__.c.user_name)).all()
+            assert [row.user_name for row in names] == ["first@example.com", "fourth@example.com",
+                                                        "second@example.com"]
+    with app.app_context():
+        assert sorted(u.user_name for u in User.query) == ["first@example.com", "fourth@example.com",
+                                                           "second@example.com"]
+        db.session.remove()
