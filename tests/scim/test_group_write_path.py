@@ -205,3 +205,18 @@ def test_id_lists_bind_as_one_parameter_for_any_length(app):
         db.session.execute(db.select(Group.id))  # now the session holds a connection: it runs there
         assert service._known_users(json.loads(json.dumps(users))) == (users, [])
         db.session.rollback()
+
+
+def test_a_member_patch_on_the_driver_answers_with_the_attributes_asked_for(app):
+    scim = ScimClient(app.test_client(), issue_token(app))
+    ada = scim.create_user("ada@example.com", displayName="Ada Lovelace")["id"]
+    group = scim.create_group("Engineers")
+    add = [{"op": "add", "path": "members", "value": [{"value": ada}]}]
+    shown = scim.patch(f"Groups/{group['id']}?attributes=members.display", add)
+    assert shown.status_code == 200
+    assert shown.get_json()["members"] == [{"display": "Ada Lovelace"}]
+    assert "displayName" not in shown.get_json() and shown.get_json()["id"] == group["id"]
+    slim = scim.patch(f"Groups/{group['id']}?excludedAttributes=members",
+                      [{"op": "remove", "path": "members", "value": [{"value": ada}]}])
+    assert slim.status_code == 200 and "members" not in slim.get_json()
+    assert slim.get_json()["displayName"] == "Engineers" and slim.headers["ETag"] == 'W/"3"'
