@@ -1338,7 +1338,8 @@ def _member_filter_ids(group_id: str, node) -> list[str]:
 
 def _member_plan(operations: list) -> list[tuple[str, list[str]]] | None:
     """The operations as (add or remove, user ids) when every one adds or removes listed members
-    (path ``members``, a non-empty value, no filter): what Okta's and Entra's group pushes send.
+    (path ``members`` with a non-empty value, or a removal of ``members[value eq "<id>"]``): what
+    Okta's and Entra's group pushes send.
     None for anything else, which ``patch_group`` handles in full (and refuses when malformed)."""
     plan = []
     for operation in operations:
@@ -1346,6 +1347,12 @@ def _member_plan(operations: list) -> list[tuple[str, list[str]]] | None:
             return None
         fields = {str(k).lower(): v for k, v in operation.items()}
         op, path, value = fields.get("op"), fields.get("path"), fields.get("value")
+        if isinstance(op, str) and op.lower() == "remove" and isinstance(path, str) and "value" not in fields:
+            named = _one_member_named(path)  # Okta's removal: members[value eq "<id>"]
+            if named is None:
+                return None
+            plan.append(("remove", named))
+            continue
         if (not isinstance(op, str) or op.lower() not in ("add", "remove") or not isinstance(path, str)
                 or path.strip().lower() != "members" or not isinstance(value, list) or not value):
             return None
@@ -1355,6 +1362,21 @@ def _member_plan(operations: list) -> list[tuple[str, list[str]]] | None:
             return None
         plan.append((op.lower(), ids))
     return plan
+
+
+def _one_member_named(path: str) -> list[str] | None:
+    """The id in ``members[value eq "<id>"]`` (a member's value is its user id, compared exactly),
+    as a list; None for any other path."""
+    try:
+        parsed = F.parse_patch_path(path.strip())
+    except ScimError:
+        return None
+    node = parsed.value_filter
+    if (parsed.attr.urn is not None or parsed.attr.attr.lower() != "members" or parsed.attr.sub or parsed.sub
+            or not isinstance(node, F.Compare) or node.op.lower() != "eq" or node.path.urn is not None
+            or node.path.attr.lower() != "value" or node.path.sub is not None or not isinstance(node.value, str)):
+        return None
+    return [node.value]
 
 
 def _patch_members(group_id: str, plan: list[tuple[str, list[str]]], ctx: Context, if_match: str | None):

@@ -87,18 +87,39 @@ def test_member_patches_answer_store_and_audit_alike_on_both_paths(app, monkeypa
             # removed then added back in one request: the version moves once
             [{"op": "remove", "path": "members", "value": [{"value": users[3]}]},
              {"op": "add", "path": "members", "value": [{"value": users[3]}]}],
+            # Okta's removal by filter, of a member and of someone who is not one
+            [{"op": "remove", "path": f'members[value eq "{users[2]}"]'},
+             {"op": "remove", "path": f'members[value eq "{users[4]}"]'}],
         ]
 
     on_driver = _run(app, monkeypatch, True, steps)
     through_orm = _run(app, monkeypatch, False, steps)
     assert on_driver == through_orm
     answers, audit, stored, version = on_driver
-    assert [status for status, _ in answers] == [200, 200, 200, 200]
-    assert stored == ["user0", "user1", "user2", "user3"][1:] and version == 4
-    assert [a["version"] for _s, a in answers] == ['W/"2"', 'W/"3"', 'W/"3"', 'W/"4"']
+    assert [status for status, _ in answers] == [200, 200, 200, 200, 200]
+    assert stored == ["user1", "user3"] and version == 5
+    assert [a["version"] for _s, a in answers] == ['W/"2"', 'W/"3"', 'W/"3"', 'W/"4"', 'W/"5"']
     assert audit[0] == {"diff": {}, "members_added": ["user1"], "members_unknown": ["gone"]}
     assert audit[1] == {"diff": {}, "members_added": ["user2", "user3"], "members_removed": ["user0"]}
     assert audit[2] == {"diff": {}}
+    assert audit[4] == {"diff": {}, "members_removed": ["user2"]}
+
+
+@pytest.mark.parametrize("path, direct_path", [
+    ('members[value eq "ID"]', True),
+    ('Members[VALUE EQ "ID"]', True),
+    ('members[value ne "ID"]', False),
+    ('members[display eq "Ada"]', False),
+    ('members[value eq "ID"].display', False),
+    ('members[value eq "ID" or value eq "X"]', False),
+    ("members", False),  # remove all: the general path
+])
+def test_which_member_removals_take_the_driver_path(path, direct_path):
+    operations = [{"op": "remove", "path": path.replace("ID", "u-1")}]
+    plan = service._member_plan(operations)
+    assert (plan == [("remove", ["u-1"])]) is direct_path
+    if not direct_path:
+        assert plan is None
 
 
 def test_member_patch_on_the_driver_keeps_if_match_and_404(app):
