@@ -56,7 +56,7 @@ class Statement:
         self.select = select
         self.column_keys = list(column_keys) if column_keys is not None else None
         # An INSERT, UPDATE or DELETE (without RETURNING) selects nothing.
-        selected = getattr(select, "selected_columns", None) or [] if self.column_keys is None else []
+        selected = (getattr(select, "selected_columns", None) or []) if self.column_keys is None else []
         self.selected = list(selected)
         self.names = [column.key for column in self.selected]
         self.row = namedtuple("Row", self.names, rename=True) if self.names else None

@@ -1025,10 +1025,11 @@ def members_of(group_ids: list[str], ctx: Context, display: bool = False) -> dic
         # Ids only: read from the membership primary key alone, no join with users.
         base = f"{ctx.base_url}/Users/"
         if len(group_ids) == 1:  # one group's read or write: a fixed statement, on the driver
-            return {group_ids[0]: [{"value": row.user_id, "$ref": base + row.user_id, "type": "User"}
-                                   for row in _MEMBERS_OF_ONE.all(id=group_ids[0])]}
+            rows = [(group_ids[0], row.user_id) for row in _MEMBERS_OF_ONE.all(id=group_ids[0])]
+        else:
+            rows = db.session.connection().execute(_MEMBER_IDS, {"ids": group_ids})
         out: dict[str, list[dict]] = {gid: [] for gid in group_ids}
-        for group_id, user_id in db.session.connection().execute(_MEMBER_IDS, {"ids": group_ids}):
+        for group_id, user_id in rows:
             out[group_id].append({"value": user_id, "$ref": base + user_id, "type": "User"})
         return out
     rows = db.session.execute(
@@ -1068,8 +1069,9 @@ def render_group(group: Group, ctx: Context, query: Query) -> dict:
     return project(group_resource(group, ctx, members), GROUP_DOC, query.attributes, query.excluded)
 
 
-def get_group(group_id: str, *, lock: bool = False) -> Group:
-    statement = select(Group).where(Group.id == group_id, idp_visible())
+def get_group(group_id: str, *, lock: bool = False, local_too: bool = False) -> Group:
+    """A group the IdP may see (``local_too``: any group, for adopting a local one)."""
+    statement = select(Group).where(Group.id == group_id, true() if local_too else idp_visible())
     if lock:
         statement = statement.with_for_update()
     group = db.session.execute(statement).scalar()
@@ -1258,7 +1260,7 @@ def create_group(payload, ctx: Context) -> tuple[Group, bool]:
     created = True
     if (clash is not None and not Group.managed_by_idp(clash.source, clash.adopted_by_idp)
             and settings.get("scim", "local_group_conflict") == "adopt"):
-        group, created = get_local_group(clash.id), False
+        group, created = get_group(clash.id, lock=True, local_too=True), False
         member_ids, unknown = _known_users(member_ids)
         group.adopted_by_idp = True
         group.external_id = doc.get("externalId")
@@ -1279,14 +1281,6 @@ def create_group(payload, ctx: Context) -> tuple[Group, bool]:
     _commit_unique(f"displayName {doc['displayName']!r}")
     db.session.refresh(group)
     return group, created
-
-
-def get_local_group(group_id: str) -> Group:
-    """A group by id, whoever manages it, locked for the change about to be made to it."""
-    group = db.session.execute(select(Group).where(Group.id == group_id).with_for_update()).scalar()
-    if group is None:  # deleted a moment ago, by an admin
-        raise NotFound(f"No group with id {group_id}.")
-    return group
 
 
 def _unknown_noted(details: dict, unknown: list[str]) -> dict:
