@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import event, text
 
-from models import ScimRequestLog, ScimToken, db
+from blueprints.scim import recorder
+from models import ScimRequestLog, ScimToken, db, settings
 
 from .conftest import ScimClient, issue_token
 
@@ -96,3 +99,89 @@ def test_a_lookup_does_not_wait_for_a_writer_on_sqlite(make_app, backend, tmp_pa
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+# --- how a batch is written ---------------------------------------------------------------------
+
+def _row(when, index: int, **changes) -> dict:
+    row = dict(created_at=when, token_id=None, token_name=None, method="GET", path=f"/api/scim/v2/Users/{index}",
+               status=200, duration_ms=None, error=None, request_body=None, response_body=None,
+               minute=recorder.current_minute())
+    row.update(changes)
+    return row
+
+
+def _write(app, rows: list[dict]) -> None:
+    with app.app_context():
+        queue = recorder.pending()
+        for row in rows:
+            queue.add(row, urgent=False)
+        recorder.write_pending(queue)
+        db.session.remove()
+
+
+def test_a_batch_is_stored_exactly_in_order(make_app):
+    """Every column of every row comes back as it was queued: text with quotes, backslashes and
+    characters outside ASCII, NULLs, fractions of a millisecond, microseconds of the timestamp."""
+    app = make_app(SCIM_LOG_FLUSH_SECONDS=60.0, SCIM_LOG_BATCH=1000)
+    issue_token(app, "Okta")
+    with app.app_context():
+        token_id = ScimToken.query.one().id
+    base = datetime(2026, 12, 7, 13, 5, 9, 123456)
+    rows = [
+        _row(base, 0, token_id=token_id, token_name='Okta "prod" \\ Zoë', method="POST", status=201, duration_ms=0.125,
+             request_body='{"userName":"zoë@example.com","note":"tab\\there 🙂"}', response_body="x" * 4000),
+        _row(base.replace(microsecond=0), 1, status=404, error="No user with id 1 — gone."),
+        _row(base + timedelta(microseconds=1), 2, path="/api/scim/v2/Users?filter=userName%20eq%20%22a%22"),
+    ]
+    _write(app, rows)
+    with app.app_context():
+        stored = ScimRequestLog.query.order_by(ScimRequestLog.id).all()
+        got = [{name: getattr(row, name) for name in recorder._LOG_COLUMNS} for row in stored]
+    assert got == [{name: row[name] for name in recorder._LOG_COLUMNS} for row in rows]
+
+
+def test_trimming_keeps_the_newest_rows_and_deletes_only_above_its_last_cut(make_app):
+    app = make_app(SCIM_LOG_FLUSH_SECONDS=60.0, SCIM_LOG_BATCH=1000)
+    with app.app_context():
+        settings.set("scim", "flight_recorder_size", 5)
+        db.session.commit()
+        deletes = []
+
+        def seen(_conn, _cursor, statement, parameters, _context, _many):
+            if statement.startswith("DELETE FROM scim_request_log"):
+                deletes.append(parameters)
+
+        event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        now = datetime(2026, 12, 7, 13, 0, 0)
+        for batch in range(3):
+            _write(app, [_row(now, batch * 20 + i) for i in range(20)])
+        with app.app_context():
+            paths = [row.path for row in ScimRequestLog.query.order_by(ScimRequestLog.id)]
+            cut = recorder.pending().trimmed_to
+        assert paths == [f"/api/scim/v2/Users/{i}" for i in range(55, 60)]
+        assert len(deletes) == 3
+        # The first trim starts from the lowest id; each later one where the one before stopped.
+        lower = [tuple(p.values())[0] if isinstance(p, dict) else p[0] for p in deletes]
+        upper = [tuple(p.values())[1] if isinstance(p, dict) else p[1] for p in deletes]
+        assert lower[0] == 0 and lower[1:] == upper[:-1] and cut == upper[-1]
+
+        # The table emptied and its ids started again: the old cut must not stop trimming.
+        wipe_log(app)
+        _write(app, [_row(now, 100 + i) for i in range(12)])
+        with app.app_context():
+            paths = [row.path for row in ScimRequestLog.query.order_by(ScimRequestLog.id)]
+        assert paths == [f"/api/scim/v2/Users/{i}" for i in range(107, 112)]
+    finally:
+        with app.app_context():
+            event.remove(db.engine, "before_cursor_execute", seen)
+
+
+def wipe_log(app) -> None:
+    with app.app_context():
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("TRUNCATE scim_request_log RESTART IDENTITY"))
+            else:
+                conn.execute(text("DELETE FROM scim_request_log"))
