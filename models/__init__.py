@@ -149,8 +149,9 @@ def write_new(*objects) -> None:
     no connection, which is the case for a SCIM create; otherwise in the session's transaction.
     A constraint violation raises ``IntegrityError`` with nothing written."""
     if direct.session_free():
+        rows = direct.staged(*objects)  # the values made ready before the write lock is taken
         with direct.transaction():
-            direct.insert(*objects)
+            direct.run_staged(rows)
         return
     insert_new(*objects)
     db.session.commit()

@@ -174,9 +174,19 @@ def insert(*objects) -> None:
     """INSERT new model objects (not added to the session), one statement per row, inside
     ``transaction()``: the direct counterpart of ``models.insert_new`` (whose docstring says
     what is and is not applied: validators yes, column defaults yes, flush-time events no)."""
-    if not g.get(_IN_TRANSACTION):
-        raise RuntimeError("direct.insert runs inside direct.transaction()")
+    run_staged(staged(*objects))
+
+
+def staged(*objects) -> list[tuple]:
+    """The INSERTs of new model objects, their values computed and bound, ready for ``run_staged``.
+
+    Staged before ``transaction()`` opens, the Python work is done before the write lock is
+    taken: on SQLite every other writer waits while a transaction is open (and a waiter that
+    finds the lock taken sleeps at least a millisecond), so the lock is held only while the
+    statements themselves run."""
     from . import new_rows
+    dialect = db.engine.dialect
+    ready = []
     for table, values in new_rows(objects):
         key = (table.name, tuple(values))
         statement = _INSERTS.get(key)
@@ -184,7 +194,18 @@ def insert(*objects) -> None:
             if len(_INSERTS) > 256:  # the column sets a create writes are few; never grow unbounded
                 _INSERTS.clear()
             statement = _INSERTS[key] = Statement(table.insert(), column_keys=values)
-        statement.run(**values)
+        sql, arguments, _converters, options = statement._arguments(dialect, values)
+        ready.append((sql, arguments, options))
+    return ready
+
+
+def run_staged(ready: list[tuple]) -> None:
+    """Run INSERTs made by ``staged``, inside ``transaction()``."""
+    if not g.get(_IN_TRANSACTION):
+        raise RuntimeError("direct inserts run inside direct.transaction()")
+    dialect = db.engine.dialect
+    for sql, arguments, options in ready:
+        _execute(dialect, sql, arguments, options, fetch=False)
 
 
 @contextmanager

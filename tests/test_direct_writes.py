@@ -201,3 +201,25 @@ def test_on_postgresql_a_transaction_is_pipelined_and_still_all_or_nothing(app, 
         assert sorted(u.user_name for u in User.query) == ["first@example.com", "fourth@example.com",
                                                            "second@example.com"]
         db.session.remove()
+
+
+def test_write_new_makes_its_rows_ready_before_the_write_lock_is_taken(app, monkeypatch):
+    """The values (defaults, bind processing) are computed outside the transaction: on SQLite
+    the write lock is held only while the INSERTs run, not while Python prepares them."""
+    import models
+    seen = []
+    real = models.new_rows
+
+    def noting(objects):
+        seen.append(direct.in_transaction())
+        return real(objects)
+
+    monkeypatch.setattr(models, "new_rows", noting)
+    user = _user("staged@example.com", "staged@example.com")
+    with app.test_request_context():
+        write_new(user, *user.emails)
+        assert not direct.in_transaction()
+    assert seen == [False]
+    with app.app_context():
+        assert [e.value for e in db.session.get(User, user.id).emails] == ["staged@example.com"]
+        db.session.remove()
