@@ -141,6 +141,14 @@ def body_for_log(raw: bytes | None) -> str | None:
     if not raw:
         return None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\\u" not in text and "\x00" not in text and SECRET_KEYS.search(text) is None:
+        # No word a secret's key is recognised by appears anywhere (and none could hide in a \u
+        # escape), so nothing would be redacted: kept as sent, without parsing and re-encoding it.
+        return text if len(text) <= BODY_LIMIT else text[:BODY_LIMIT] + " [truncated]"
+    try:
         redacted = redact(json.loads(raw))
         shown = json.dumps(redacted, ensure_ascii=False)
         if has_lone_surrogate(shown):

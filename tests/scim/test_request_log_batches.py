@@ -185,3 +185,28 @@ def wipe_log(app) -> None:
                 conn.execute(text("TRUNCATE scim_request_log RESTART IDENTITY"))
             else:
                 conn.execute(text("DELETE FROM scim_request_log"))
+
+
+# --- bodies in the log ----------------------------------------------------------------------------
+
+def test_a_body_with_nothing_to_redact_is_logged_as_sent():
+    sent = b'{"userName": "zo\xc3\xab@example.com",\n  "active": true}'
+    assert recorder.body_for_log(sent) == sent.decode()
+    assert recorder.body_for_log(b"x" * 5000) == "x" * 4000 + " [truncated]"
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"password": "hunter2"}',
+    b'{"name": {"Credential": "hunter2"}}',
+    b'{"pa\\u0073sword": "hunter2"}',  # the key spelled with an escape: found once parsed
+    b'{"Operations": [{"op": "replace", "value": {"pass\\u0077ord": "hunter2"}}]}',
+])
+def test_a_secret_is_redacted_however_its_key_is_written(raw):
+    shown = recorder.body_for_log(raw)
+    assert "hunter2" not in shown and "[redacted]" in shown
+
+
+def test_bodies_no_column_can_store_are_logged_in_a_storable_form():
+    assert "\x00" not in recorder.body_for_log(b'{"a": "\x00"}')
+    assert recorder.body_for_log(b"\xff\xfe not utf-8") == "[not JSON]"
+    assert recorder.body_for_log(b'{"a": "\\ud800"}') == '{"a": "\\ud800"}'  # a lone surrogate stays escaped
