@@ -50,3 +50,56 @@ def test_the_scim_api_neither_reads_nor_sets_the_session_cookie(client, auth, ad
     for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Cache-Control"):
         assert name in reply.headers
     assert client.get("/admin/").status_code == 200  # the browser session itself is untouched
+
+
+def test_security_headers_keep_what_a_view_set_and_follow_the_settings(make_app, admin):
+    from flask import Response
+    app = make_app(fresh=True, SESSION_COOKIE_SECURE=True)
+    own = Blueprint("own", __name__)
+
+    @own.route("/own")
+    def with_its_own():
+        return Response("x", headers={"cache-control": "max-age=60", "X-Frame-Options": "SAMEORIGIN"})
+
+    @own.route("/plain")
+    def plain():
+        return "x"
+
+    app.register_blueprint(own)
+    client = app.test_client()
+    mine = client.get("/own")
+    assert mine.headers.getlist("Cache-Control") == ["max-age=60"]  # matched whatever its case
+    assert mine.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert mine.headers["Strict-Transport-Security"] == "max-age=31536000"
+    default = client.get("/plain")
+    assert default.headers["Cache-Control"] == "no-store" and default.headers["X-Frame-Options"] == "DENY"
+    static = make_app(fresh=True, SESSION_COOKIE_SECURE=False).test_client().get("/static/css/lobby.css")
+    static.close()
+    assert static.status_code == 200 and "no-store" not in static.headers.get("Cache-Control", "")
+    assert "Strict-Transport-Security" not in static.headers
+
+
+def test_the_remembered_sync_check_still_tells_async_views_apart(make_app, admin):
+    """Lobby's app remembers, per function, whether a view or hook needs wrapping; a plain
+    function comes back as it is, every time, and a coroutine function is never passed as one."""
+    app = make_app(fresh=True)
+
+    def plain():
+        return "plain"
+
+    async def awaited():
+        return "awaited"
+
+    assert app.ensure_sync(plain) is plain and app.ensure_sync(plain) is plain
+    for _ in range(2):
+        try:
+            wrapped = app.ensure_sync(awaited)
+        except RuntimeError as error:  # Flask runs async views only with its "async" extra (asgiref)
+            assert "async" in str(error)
+        else:
+            assert wrapped is not awaited
+    extra = Blueprint("extra", __name__)
+    extra.add_url_rule("/plain-view", view_func=plain)
+    app.register_blueprint(extra)
+    client = app.test_client()
+    assert [client.get("/plain-view").get_data(as_text=True) for _ in range(2)] == ["plain", "plain"]
