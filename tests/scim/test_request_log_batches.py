@@ -200,6 +200,9 @@ def test_a_body_with_nothing_to_redact_is_logged_as_sent():
     b'{"name": {"Credential": "hunter2"}}',
     b'{"pa\\u0073sword": "hunter2"}',  # the key spelled with an escape: found once parsed
     b'{"Operations": [{"op": "replace", "value": {"pass\\u0077ord": "hunter2"}}]}',
+    '{"paſſword": "hunter2"}'.encode(),  # U+017F long s: the same letter to a case-blind match
+    '{"AUTHORİZATION": "hunter2"}'.encode(),  # U+0130 capital I with a dot
+    '{"To\u212aen": "hunter2"}'.encode(),  # U+212A Kelvin sign, a capital K
 ])
 def test_a_secret_is_redacted_however_its_key_is_written(raw):
     shown = recorder.body_for_log(raw)
@@ -210,3 +213,9 @@ def test_bodies_no_column_can_store_are_logged_in_a_storable_form():
     assert "\x00" not in recorder.body_for_log(b'{"a": "\x00"}')
     assert recorder.body_for_log(b"\xff\xfe not utf-8") == "[not JSON]"
     assert recorder.body_for_log(b'{"a": "\\ud800"}') == '{"a": "\\ud800"}'  # a lone surrogate stays escaped
+
+
+@pytest.mark.parametrize("text", ["plain text", "PASSWORD", "my_Token_here", "Zoë", "paſs", "tOKEN", "x" * 50,
+                                  "credentıal", "Authorization: Bearer x", "sécret", "SECRET"])
+def test_the_quick_word_check_agrees_with_the_key_pattern(text):
+    assert recorder._may_name_a_secret(text) == (recorder.SECRET_KEYS.search(text) is not None)
