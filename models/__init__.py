@@ -165,15 +165,38 @@ def new_rows(objects) -> list[tuple]:
         if state.session is not None or state.key is not None:
             raise ValueError(f"{obj!r} is not a new object outside the session")
         values = {}
-        for column in table.columns:
-            if column.key in state.dict:
-                values[column.key] = state.dict[column.key]
-            elif column.default is not None and (column.default.is_scalar or column.default.is_callable):
-                value = column.default.arg if column.default.is_scalar else column.default.arg(None)
-                setattr(obj, column.key, value)
-                values[column.key] = value
+        given = state.dict
+        for key, kind, default in _column_plan(table):
+            if key in given:
+                values[key] = given[key]
+            elif kind is not None:
+                value = default if kind == "scalar" else default(None)
+                setattr(obj, key, value)
+                values[key] = value
         rows.append((table, values))
     return rows
+
+
+_PLANS: dict = {}
+
+
+def _column_plan(table) -> tuple:
+    """Each column's key and its Python-side default as (key, "scalar" or "callable" or None, value
+    or function), read from the table once (walking the column objects cost as much as the rest
+    of new_rows)."""
+    plan = _PLANS.get(table)
+    if plan is None:
+        steps = []
+        for column in table.columns:
+            default = column.default
+            if default is not None and default.is_scalar:
+                steps.append((column.key, "scalar", default.arg))
+            elif default is not None and default.is_callable:
+                steps.append((column.key, "callable", default.arg))
+            else:
+                steps.append((column.key, None, None))
+        plan = _PLANS[table] = tuple(steps)
+    return plan
 
 
 IDLE_PING_SECONDS = 5.0
