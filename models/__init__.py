@@ -149,7 +149,10 @@ def write_new(*objects) -> None:
     no connection, which is the case for a SCIM create; otherwise in the session's transaction.
     A constraint violation raises ``IntegrityError`` with nothing written."""
     if direct.session_free():
-        rows = direct.staged(*objects)  # the values made ready before the write lock is taken
+        if db.engine.dialect.name == "postgresql":
+            direct.insert_at_once(*objects)
+            return
+        rows = direct.staged(*objects)  # the values made ready before SQLite's write lock is taken
         with direct.transaction():
             direct.run_staged(rows)
         return

@@ -18,7 +18,9 @@ statement here runs on the session's connection instead. So a thread never holds
 
 Writes: ``transaction()`` opens a transaction on that connection (``BEGIN IMMEDIATE`` on
 SQLite, as the session's transactions do) and ``insert()`` writes new model objects in it
-(a user created over SCIM: an IdP's initial push is thousands of them); a fixed UPDATE or
+(a user created over SCIM: an IdP's initial push is thousands of them; ``staged()`` computes
+their values before the transaction opens). On PostgreSQL, ``insert_at_once()`` writes new
+objects as one statement instead, needing no transaction; a fixed UPDATE or
 DELETE runs with ``Statement.run``, a batch of rows with ``run_many`` (one executemany). A
 statement over a list of ids binds the list as one parameter (``in_list``, ``id_list``), so
 it compiles once for any length; ``PerDialect`` holds such statements, whose SQL differs
@@ -197,6 +199,44 @@ def staged(*objects) -> list[tuple]:
         sql, arguments, _converters, options = statement._arguments(dialect, values)
         ready.append((sql, arguments, options))
     return ready
+
+
+_AT_ONCE: dict[tuple, Statement] = {}
+
+
+def insert_at_once(*objects) -> None:
+    """PostgreSQL: INSERT new model objects in ONE statement, one data-modifying ``WITH`` part per
+    row, outside any transaction. A single statement is atomic (all rows or none; foreign keys
+    between its rows are checked when it ends) and, committed on its own, as durable as a
+    transaction's COMMIT, so a create needs no BEGIN and COMMIT: one message to the server
+    instead of five in a pipeline, which cost the driver about three times the Python time.
+    Values are computed as for ``insert``; the statement is compiled once per shape (which
+    tables, which columns, how many rows)."""
+    if g.get(_IN_TRANSACTION):
+        raise RuntimeError("insert_at_once is its own transaction; it cannot run inside one")
+    from . import new_rows
+    rows = new_rows(objects)
+    shape = tuple((table.name, tuple(values)) for table, values in rows)
+    statement = _AT_ONCE.get(shape)
+    if statement is None:
+        if len(_AT_ONCE) > 256:  # creates come in few shapes; never grow unbounded
+            _AT_ONCE.clear()
+        statement = _AT_ONCE[shape] = _at_once([(table, list(values)) for table, values in rows])
+    statement.run(**{f"r{index}_{key}": value for index, (_table, values) in enumerate(rows)
+                     for key, value in values.items()})
+
+
+def _at_once(rows: list[tuple]) -> Statement:
+    parts, names = [], set()
+    for index, (table, keys) in enumerate(rows):
+        values = {key: bindparam(f"r{index}_{key}", type_=table.c[key].type) for key in keys}
+        names.update(values[key].key for key in keys)
+        parts.append(table.insert().values(values).cte(f"row{index}"))
+    statement = Statement(select(literal_column("1")).add_cte(*parts))
+    stray = sorted(set(statement.select.compile(dialect=db.engine.dialect).binds) - names)
+    if stray:  # a column default SQLAlchemy added itself: its parameter would be shared by the rows
+        raise RuntimeError(f"insert_at_once needs every column's value given; missing for {stray}")
+    return statement
 
 
 def run_staged(ready: list[tuple]) -> None:

@@ -223,3 +223,56 @@ def test_write_new_makes_its_rows_ready_before_the_write_lock_is_taken(app, monk
     with app.app_context():
         assert [e.value for e in db.session.get(User, user.id).emails] == ["staged@example.com"]
         db.session.remove()
+
+
+def test_on_postgresql_write_new_is_one_statement_all_rows_or_none(app, backend):
+    """A create's rows go in one INSERT ... WITH statement outside any transaction: committed
+    when it returns, nothing of it when any row fails (here the user, after its e-mail row)."""
+    if backend != "postgresql":
+        pytest.skip("data-modifying WITH is PostgreSQL's; SQLite writes in a transaction")
+    sent = []
+    with app.test_request_context():
+        driver = direct.connection().driver_connection
+        real = type(driver.cursor())
+
+        class Counting(real):
+            def execute(self, query, *args, **kwargs):
+                sent.append(str(query).split()[0])
+                return super().execute(query, *args, **kwargs)
+
+        driver.cursor_factory = Counting
+        try:
+            first = _user("first@example.com", "first@example.com", "other@example.com")
+            write_new(first, *first.emails, new_event("test.create", actor="test", target="first"))
+            assert sent == ["WITH"]  # no BEGIN, no COMMIT
+            with app.app_context():
+                other = create_engine(db.engine.url)
+            try:
+                with other.connect() as conn:  # committed: another connection sees every row
+                    assert conn.execute(text("SELECT count(*) FROM user_emails")).scalar() == 2
+            finally:
+                other.dispose()
+            clash = _user("FIRST@example.com", "clash@example.com")
+            with pytest.raises(IntegrityError):
+                write_new(*clash.emails, clash)
+            # The same shape (one user, two e-mails, one event) reuses its compiled statement.
+            shapes = len(direct._AT_ONCE)
+            again = _user("again@example.com", "again@example.com", "more@example.com")
+            write_new(again, *again.emails, new_event("test.create", actor="test", target="again"))
+            assert len(direct._AT_ONCE) == shapes
+        finally:
+            driver.cursor_factory = real
+    assert _count(app, User) == 2 and _count(app, UserEmail) == 4
+
+
+def test_insert_at_once_refuses_a_transaction_and_a_row_missing_a_defaulted_column(app):
+    with app.test_request_context():
+        with direct.transaction():
+            with pytest.raises(RuntimeError, match="its own transaction"):
+                direct.insert_at_once(_user("inside@example.com"))
+        # Every column with a default must be given (new_rows does): a default SQLAlchemy filled
+        # in would be one parameter shared by every row of that table.
+        with pytest.raises(RuntimeError, match="version"):
+            direct._at_once([(User.__table__, ["id", "user_name", "user_name_key", "extra", "active", "is_admin",
+                                               "source", "created_at", "updated_at", "session_epoch",
+                                               "search_text"])])
