@@ -176,6 +176,8 @@ def insert(*objects) -> None:
     """INSERT new model objects (not added to the session), one statement per row, inside
     ``transaction()``: the direct counterpart of ``models.insert_new`` (whose docstring says
     what is and is not applied: validators yes, column defaults yes, flush-time events no)."""
+    if not g.get(_IN_TRANSACTION):
+        raise RuntimeError("direct.insert runs inside direct.transaction()")
     run_staged(staged(*objects))
 
 
