@@ -49,7 +49,7 @@ def init_app(app):
     def http_error(error):
         if error.code is None or error.code < 400:
             return error
-        response = _render(error.code)
+        response = _render(error.code, error.description if getattr(error, "shown", False) else None)
         if error.code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import BadRequest
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -20,6 +21,28 @@ def client_address() -> str | None:
         if len(forwarded) >= hops:
             return forwarded[-hops]
     return request.remote_addr
+
+
+class UndecodableQuery(BadRequest):
+    """A query string holding raw bytes that are not UTF-8 (not percent-encoded ones: those decode)."""
+    description = ("The address's query string is not valid UTF-8. Percent-encode characters outside ASCII "
+                   "(for example, é as %C3%A9).")
+    shown = True  # the error page shows this description rather than the generic one
+
+
+def refuse_undecodable_query():
+    """Before anything reads ``request.args``: Werkzeug raises UnicodeDecodeError there for such a
+    query string, which would end as a 500 instead of the client's own error."""
+    try:
+        request.query_string.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UndecodableQuery() from None
+
+
+def request_path_for_log() -> str:
+    """The request's path and query string as text, whatever bytes the query string holds."""
+    query = request.query_string.decode("utf-8", "replace")
+    return request.path + ("?" + query if query else "")
 
 
 def safe_next_path(target: str | None, default: str = "/") -> str:

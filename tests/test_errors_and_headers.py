@@ -103,3 +103,10 @@ def test_the_remembered_sync_check_still_tells_async_views_apart(make_app, admin
     app.register_blueprint(extra)
     client = app.test_client()
     assert [client.get("/plain-view").get_data(as_text=True) for _ in range(2)] == ["plain", "plain"]
+
+
+@pytest.mark.parametrize("path", ["/login", "/admin/users", "/internal-api/nothing-here"])
+def test_a_query_string_that_is_not_utf8_is_a_400_page_that_says_so(client, admin, path):
+    response = client.get(path, environ_overrides={"QUERY_STRING": "next=\xff&q=\xc3("})
+    assert response.status_code == 400
+    assert "not valid UTF-8" in response.get_data(as_text=True) and "Traceback" not in response.get_data(as_text=True)

@@ -271,7 +271,7 @@ def pending() -> Pending:
     return queue
 
 
-def record(*, token: "TokenInfo | None", method: str, path: str, status: int, duration_ms: float,
+def record(*, token: "TokenInfo | None", method: str, path: str, status: int, duration_ms: float | None,
            error: str | None, request_body: bytes | None, response_body: bytes | None) -> None:
     """Queue the request-log row (with the rate-limit count and the token's last use) and write
     the queue when it is due.
@@ -281,7 +281,8 @@ def record(*, token: "TokenInfo | None", method: str, path: str, status: int, du
     """
     row = dict(
         created_at=utcnow(), token_id=token.id if token else None, token_name=token.name if token else None,
-        method=method, path=path_for_log(path), status=status, duration_ms=round(duration_ms, 2), error=error,
+        method=method, path=path_for_log(path), status=status,
+        duration_ms=round(duration_ms, 2) if duration_ms is not None else None, error=error,
         request_body=body_for_log(request_body), response_body=body_for_log(response_body),
         minute=current_minute(),
     )

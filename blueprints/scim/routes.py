@@ -9,6 +9,7 @@ from flask import Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
 
+from blueprints.security import request_path_for_log
 from models import db, reads_only
 from models.scim_token import TOKEN_PREFIX
 
@@ -137,16 +138,19 @@ def _first_read():
 @bp.after_app_request
 def keep_record(response: Response):
     started = g.pop("scim_started", None)
-    if started is None or not request.path.startswith(PREFIX):
+    if not request.path.startswith(PREFIX):
         return response
+    # No start time: an app-wide check refused the request before the SCIM hooks ran (such as a
+    # query string that is not UTF-8). It is still logged, its duration unknown.
+    duration_ms = (time.perf_counter() - started) * 1000 if started is not None else None
     error = g.pop("scim_error", None)
     if response.status_code >= 400 and error is None:
         error = f"HTTP {response.status_code}"
     try:
         recorder.record(
             token=g.get("scim_token"), method=request.method,
-            path=request.full_path.rstrip("?").replace("\x00", "%00"),
-            status=response.status_code, duration_ms=(time.perf_counter() - started) * 1000, error=error,
+            path=request_path_for_log().replace("\x00", "%00"),
+            status=response.status_code, duration_ms=duration_ms, error=error,
             request_body=request.get_data(cache=True) if request.method in ("POST", "PUT", "PATCH") else None,
             # A successful read's answer is the data itself; logging it costs time and shows nothing new.
             response_body=(response.get_data() if not response.direct_passthrough and

@@ -79,3 +79,23 @@ def test_a_lone_surrogate_in_a_userName_lookup_with_a_wrong_token_is_still_a_401
     response = client.get("/api/scim/v2/Users", query_string={"filter": 'userName eq "\\ud800"'},
                           headers={"Authorization": "Bearer nope"})
     assert response.status_code == 401
+
+
+# --- raw bytes that are not UTF-8 ---------------------------------------------------------------
+# A query string arrives as bytes; percent-encoded ones (%FF) decode, raw ones that are not UTF-8
+# do not. Refused with a 400 that says so, and still logged (never a 500).
+
+@pytest.mark.parametrize("query", ["count=1&\xff=1", 'filter=userName eq "\xe9"', "attributes=\xc3"])
+def test_a_query_string_that_is_not_utf8_is_a_400_and_is_logged(app, client, scim_headers, query):
+    response = client.get("/api/scim/v2/Users", headers=scim_headers, environ_overrides={"QUERY_STRING": query})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.mimetype == "application/scim+json" and "not valid UTF-8" in response.get_json()["detail"]
+    with app.app_context():
+        logged = ScimRequestLog.query.filter_by(status=400).one()
+        assert logged.path.startswith("/api/scim/v2/Users?") and "\ufffd" in logged.path
+        assert "not valid UTF-8" in logged.error and logged.duration_ms is None
+
+
+def test_percent_encoded_bytes_that_are_not_utf8_are_still_read(client, scim_headers):
+    response = client.get('/api/scim/v2/Users?filter=userName%20eq%20%22%FF%22', headers=scim_headers)
+    assert response.status_code == 200 and response.get_json()["totalResults"] == 0
