@@ -82,21 +82,14 @@ SECURITY_HEADERS = (
 )
 
 
-_WANTED: dict[tuple[bool, bool], tuple[tuple[str, str], ...]] = {}
-
-
 def add_security_headers(response):
     """The headers every answer carries, added unless the view set its own. Runs on every request
-    (every SCIM call among them): the list for each case is made once, and the response's headers
-    are looked through once."""
-    secure = bool(current_app.config.get("SESSION_COOKIE_SECURE"))
-    endpoint = request.endpoint
-    no_store = bool(endpoint) and not endpoint.startswith("static")
-    wanted = _WANTED.get((secure, no_store))
-    if wanted is None:
-        wanted = SECURITY_HEADERS + ((("Strict-Transport-Security", "max-age=31536000"),) if secure else ()) \
-            + ((("Cache-Control", "no-store"),) if no_store else ())
-        _WANTED[(secure, no_store)] = wanted
+    (every SCIM call among them): the response's headers are looked through once."""
+    wanted = SECURITY_HEADERS
+    if current_app.config.get("SESSION_COOKIE_SECURE"):
+        wanted += (("Strict-Transport-Security", "max-age=31536000"),)
+    if request.endpoint and not request.endpoint.startswith("static"):
+        wanted += (("Cache-Control", "no-store"),)
     headers = response.headers
     present = {key.lower() for key, _value in headers.items()}
     for name, value in wanted:

@@ -235,7 +235,8 @@ def _at_once(rows: list[tuple]) -> Statement:
         names.update(values[key].key for key in keys)
         parts.append(table.insert().values(values).cte(f"row{index}"))
     statement = Statement(select(literal_column("1")).add_cte(*parts))
-    stray = sorted(set(statement.select.compile(dialect=db.engine.dialect).binds) - names)
+    _sql, _order, parameters, *_rest = statement._for(db.engine.dialect)  # compiled here, once
+    stray = sorted(set(parameters) - names)
     if stray:  # a column default SQLAlchemy added itself: its parameter would be shared by the rows
         raise RuntimeError(f"insert_at_once needs every column's value given; missing for {stray}")
     return statement

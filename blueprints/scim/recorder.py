@@ -331,16 +331,16 @@ def write_pending(queue: Pending) -> None:
     session = db.session
     try:
         connection = session.connection()
+        batch = [{name: row[name] for name in _LOG_COLUMNS} for row in rows]
         if connection.dialect.name == "postgresql":
             # Bookkeeping may be lost in a crash; it is not worth a disk flush.
             connection.execute(_RELAX_PG)
-            batch = [{name: row[name] for name in _LOG_COLUMNS} for row in rows]
             for row in batch:
                 row["created_at"] = row["created_at"].isoformat()
             connection.execute(_LOG_BATCH_PG, {"rows": json.dumps(batch, ensure_ascii=False)})
         else:
             # sqlite3 runs an executemany's rows in C: one statement, compiled once.
-            connection.execute(ScimRequestLog.__table__.insert(), [{k: row[k] for k in _LOG_COLUMNS} for row in rows])
+            connection.execute(ScimRequestLog.__table__.insert(), batch)
         last_use: dict[int, object] = {}
         for row in rows:
             if row["token_id"] is not None:
