@@ -5,9 +5,12 @@ Shared by the admin page and ``flask saml import-metadata``; no Flask request in
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -20,6 +23,9 @@ from .metadata import (CertificateInfo, IdpDescription, MetadataError, check_url
 METHODS = {"metadata_file": "Metadata File", "metadata_url": "Metadata URL", "manual": "Manual"}
 FETCH_TIMEOUT_SECONDS = 10
 FETCH_LIMIT_BYTES = 1024 * 1024
+FETCH_MAX_REDIRECTS = 5
+# AWS's instance metadata service on IPv6 sits in a unique-local range (fd00:ec2::/32), not link-local.
+_CLOUD_METADATA_V6 = ipaddress.ip_network("fd00:ec2::/32")
 # Changing any of these means "a different IdP": an admin must prove SSO works again
 # before the password form may be switched off.
 PROVIDER_FIELDS = ("idp_entity_id", "idp_sso_url", "idp_certificates")
@@ -41,28 +47,72 @@ class SaveResult:
     certificates: list[CertificateInfo] = field(default_factory=list)
 
 
+def _refuse_unfit_host(url: str) -> None:
+    """Refuse a URL whose host resolves to an address no IdP publishes metadata on.
+
+    Link-local addresses (169.254.0.0/16, fe80::/10) are where cloud machines keep their
+    instance metadata and credentials, and unspecified, multicast and reserved ones reach no
+    IdP; fetching them would only let the form probe what the server itself can reach.
+    Private and loopback addresses stay allowed: an office IdP (ADFS, Keycloak) often lives
+    on the local network.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ProviderError("The metadata URL has a port that is not a number from 0 to 65535.",
+                            "metadata_url") from None
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise ProviderError(f"The metadata URL's host {host!r} could not be found (DNS). Check the address.",
+                            "metadata_url") from None
+    for _family, _type, _proto, _name, address in found:
+        ip = ipaddress.ip_address(address[0].split("%", 1)[0])
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback:  # ::1 counts as "reserved" (::/8) too, but is this machine, as 127.0.0.1 is
+            continue
+        if (ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved
+                or (ip.version == 6 and ip in _CLOUD_METADATA_V6)):
+            raise ProviderError(f"The metadata URL's host {host!r} is at {ip}, a link-local, multicast or reserved "
+                                f"address where no IdP publishes metadata (cloud instance metadata lives there); "
+                                f"Lobby does not fetch from it.", "metadata_url")
+
+
 def fetch_metadata(url: str) -> bytes:
-    """GET the metadata URL: bounded in time and size, errors in words."""
+    """GET the metadata URL: bounded in time and size, errors in words.
+
+    Redirects are followed by hand, at most ``FETCH_MAX_REDIRECTS``, each target checked as the
+    first URL is (scheme, and the addresses its host resolves to)."""
+    deadline = time.monotonic() + 2 * FETCH_TIMEOUT_SECONDS  # the timeout is per read; this is overall
     try:
-        check_url(url, "The metadata URL")
-    except MetadataError as error:
-        raise ProviderError(str(error), "metadata_url") from None
-    try:
-        with requests.get(url, timeout=FETCH_TIMEOUT_SECONDS, stream=True, allow_redirects=True,
-                          headers={"Accept": "application/samlmetadata+xml, application/xml, text/xml"}) as reply:
-            if reply.status_code != 200:
-                raise ProviderError(f"Fetching the metadata URL answered HTTP {reply.status_code}, not 200.",
-                                    "metadata_url")
-            body = bytearray()
-            deadline = time.monotonic() + 2 * FETCH_TIMEOUT_SECONDS  # the timeout is per read; this is overall
-            for chunk in reply.iter_content(64 * 1024):
-                body.extend(chunk)
-                if time.monotonic() > deadline:
-                    raise requests.Timeout()
-                if len(body) > FETCH_LIMIT_BYTES:
-                    raise ProviderError(f"The metadata URL sent more than {FETCH_LIMIT_BYTES // 1024} KB; "
-                                        f"that is not IdP metadata.", "metadata_url")
-            return bytes(body)
+        for _hop in range(FETCH_MAX_REDIRECTS + 1):
+            try:
+                check_url(url, "The metadata URL")
+            except MetadataError as error:
+                raise ProviderError(str(error), "metadata_url") from None
+            _refuse_unfit_host(url)
+            with requests.get(url, timeout=FETCH_TIMEOUT_SECONDS, stream=True, allow_redirects=False,
+                              headers={"Accept": "application/samlmetadata+xml, application/xml, text/xml"}) as reply:
+                if reply.is_redirect:
+                    url = urljoin(url, reply.headers["Location"])
+                    continue
+                if reply.status_code != 200:
+                    raise ProviderError(f"Fetching the metadata URL answered HTTP {reply.status_code}, not 200.",
+                                        "metadata_url")
+                body = bytearray()
+                for chunk in reply.iter_content(64 * 1024):
+                    body.extend(chunk)
+                    if time.monotonic() > deadline:
+                        raise requests.Timeout()
+                    if len(body) > FETCH_LIMIT_BYTES:
+                        raise ProviderError(f"The metadata URL sent more than {FETCH_LIMIT_BYTES // 1024} KB; "
+                                            f"that is not IdP metadata.", "metadata_url")
+                return bytes(body)
+        raise ProviderError(f"The metadata URL redirected more than {FETCH_MAX_REDIRECTS} times; give the final "
+                            f"address.", "metadata_url")
     except requests.Timeout:
         raise ProviderError(f"The metadata URL did not answer in time ({FETCH_TIMEOUT_SECONDS} s per read, "
                             f"{2 * FETCH_TIMEOUT_SECONDS} s in all).",

@@ -213,10 +213,19 @@ class MetadataServer:
     def __init__(self):
         self.body = b""
         self.status = 200
+        self.redirect_to = None  # a Location: answer 302 with it instead of the body
+        self.requests = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
+                outer.requests += 1
+                if outer.redirect_to is not None:
+                    self.send_response(302)
+                    self.send_header("Location", outer.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(outer.status)
                 self.send_header("Content-Type", "application/samlmetadata+xml")
                 self.send_header("Content-Length", str(len(outer.body)))
@@ -272,6 +281,51 @@ def test_metadata_url_errors(app, as_admin, metadata_server, status, body, messa
     metadata_server.status, metadata_server.body = status, body
     reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url", metadata_url=metadata_server.url))
     assert reply.status_code == 400 and message in reply.get_data(as_text=True)
+
+
+def test_metadata_url_redirect_followed(app, as_admin, idp, metadata_server):
+    target = MetadataServer()
+    try:
+        target.body = idp.metadata_xml().encode()
+        metadata_server.redirect_to = target.url
+        reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url", metadata_url=metadata_server.url))
+        assert reply.status_code == 302, reply.get_data(as_text=True)
+        assert saml_settings(app)["idp_entity_id"] == idp.entity_id
+        assert (metadata_server.requests, target.requests) == (1, 1)
+    finally:
+        target.close()
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "[fe80::1]", "0.0.0.0", "224.0.0.1", "[::ffff:169.254.169.254]",
+                                     "[fd00:ec2::254]"])
+def test_metadata_url_never_fetched_from_link_local_or_reserved_addresses(app, as_admin, metadata_server, address):
+    """Cloud instance metadata (credentials) lives on link-local addresses: neither the URL given
+    nor a redirect may lead there. Nothing is saved."""
+    before = saml_settings(app)
+    url = f"http://{address}/latest/meta-data/iam/security-credentials/"
+    reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url", metadata_url=url))
+    assert reply.status_code == 400 and "Lobby does not fetch from it" in reply.get_data(as_text=True)
+    metadata_server.redirect_to = url
+    reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url", metadata_url=metadata_server.url))
+    assert reply.status_code == 400 and "Lobby does not fetch from it" in reply.get_data(as_text=True)
+    assert metadata_server.requests == 1
+    assert saml_settings(app) == before
+
+
+def test_metadata_url_redirects_bounded_and_checked(app, as_admin, metadata_server):
+    metadata_server.redirect_to = metadata_server.url  # a loop
+    reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url", metadata_url=metadata_server.url))
+    assert reply.status_code == 400 and "redirected more than 5 times" in reply.get_data(as_text=True)
+    assert metadata_server.requests == 6
+    metadata_server.redirect_to = "file:///etc/passwd"
+    reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url", metadata_url=metadata_server.url))
+    assert reply.status_code == 400 and "is not a web address" in reply.get_data(as_text=True)
+
+
+def test_metadata_url_unknown_host(app, as_admin):
+    reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url",
+                                               metadata_url="https://idp.invalid/metadata"))
+    assert reply.status_code == 400 and "could not be found (DNS)" in reply.get_data(as_text=True)
 
 
 def test_metadata_url_unreachable(app, as_admin):
