@@ -72,13 +72,27 @@ def _refuse_unfit_host(url: str) -> None:
         ip = ipaddress.ip_address(address[0].split("%", 1)[0])
         if ip.version == 6 and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        if ip.is_loopback:  # ::1 counts as "reserved" (::/8) too, but is this machine, as 127.0.0.1 is
-            continue
-        if (ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved
-                or (ip.version == 6 and ip in _CLOUD_METADATA_V6)):
-            raise ProviderError(f"The metadata URL's host {host!r} is at {ip}, a link-local, multicast or reserved "
-                                f"address where no IdP publishes metadata (cloud instance metadata lives there); "
-                                f"Lobby does not fetch from it.", "metadata_url")
+        kind = _unfit_kind(ip)
+        if kind:
+            where = f"points at {ip}" if host.strip("[]") == str(ip) else f"names {host!r}, which is at {ip}"
+            raise ProviderError(f"The metadata URL {where}, {kind}; no IdP publishes metadata there, and Lobby "
+                                f"does not fetch from it.", "metadata_url")
+
+
+def _unfit_kind(ip) -> str | None:
+    if ip.is_loopback:  # ::1 counts as "reserved" (::/8) too, but is this machine, as 127.0.0.1 is
+        return None
+    if ip.is_link_local:
+        return "a link-local address (where cloud machines serve their instance metadata and credentials)"
+    if ip.version == 6 and ip in _CLOUD_METADATA_V6:
+        return "AWS's instance metadata address range"
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_reserved:
+        return "a reserved address"
+    return None
 
 
 def fetch_metadata(url: str) -> bytes:

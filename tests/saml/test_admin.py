@@ -1,5 +1,6 @@
 """Settings > Authentication: add the SAML2 provider as the guide says, validation messages, the values
 to paste into Okta, Test sign-in, and the email + password switch."""
+import html
 import io
 import re
 import threading
@@ -296,15 +297,24 @@ def test_metadata_url_redirect_followed(app, as_admin, idp, metadata_server):
         target.close()
 
 
-@pytest.mark.parametrize("address", ["169.254.169.254", "[fe80::1]", "0.0.0.0", "224.0.0.1", "[::ffff:169.254.169.254]",
-                                     "[fd00:ec2::254]"])
-def test_metadata_url_never_fetched_from_link_local_or_reserved_addresses(app, as_admin, metadata_server, address):
+@pytest.mark.parametrize("address, kind", [
+    ("169.254.169.254", "points at 169.254.169.254, a link-local address"),
+    ("[fe80::1]", "points at fe80::1, a link-local address"),
+    ("0.0.0.0", "the unspecified address"),
+    ("224.0.0.1", "a multicast address"),
+    ("240.0.0.1", "a reserved address"),
+    ("[::ffff:169.254.169.254]", "a link-local address"),
+    ("[fd00:ec2::254]", "AWS's instance metadata address range"),
+])
+def test_metadata_url_never_fetched_from_link_local_or_reserved_addresses(app, as_admin, metadata_server, address,
+                                                                          kind):
     """Cloud instance metadata (credentials) lives on link-local addresses: neither the URL given
     nor a redirect may lead there. Nothing is saved."""
     before = saml_settings(app)
     url = f"http://{address}/latest/meta-data/iam/security-credentials/"
     reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url", metadata_url=url))
-    assert reply.status_code == 400 and "Lobby does not fetch from it" in reply.get_data(as_text=True)
+    page = html.unescape(reply.get_data(as_text=True))
+    assert reply.status_code == 400 and "Lobby does not fetch from it" in page and kind in page
     metadata_server.redirect_to = url
     reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url", metadata_url=metadata_server.url))
     assert reply.status_code == 400 and "Lobby does not fetch from it" in reply.get_data(as_text=True)
