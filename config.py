@@ -105,6 +105,9 @@ class Config:
         self.LOGIN_MAX_FAILURES_PER_ACCOUNT = int(env.get("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5))
         self.LOGIN_MAX_FAILURES_PER_ADDRESS = int(env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", 20))
         self.LOGIN_THROTTLE_WINDOW_SECONDS = int(env.get("LOGIN_THROTTLE_WINDOW_SECONDS", 900))
+        # SAML Responses refused per client address per window before the ACS stops reading them (0: never).
+        self.SAML_MAX_REFUSALS_PER_ADDRESS = int(env.get("SAML_MAX_REFUSALS_PER_ADDRESS", 30))
+        self.SAML_REFUSAL_WINDOW_SECONDS = int(env.get("SAML_REFUSAL_WINDOW_SECONDS", 60))
         # Trust X-Forwarded-For from this many proxies (0: use the socket address).
         self.TRUSTED_PROXIES = int(env.get("TRUSTED_PROXIES", 0))
 

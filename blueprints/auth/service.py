@@ -106,5 +106,5 @@ def check_password_login(login: str, password: str, address: str | None, *, max_
     else:
         LoginFailure.clear(account_key)
         return user
-    LoginFailure.add(account_key, address_key)
+    LoginFailure.add(account_key, address_key, keep_seconds=window)
     raise AuthError("That email or password is not right.", reason, 401)

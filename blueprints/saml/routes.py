@@ -11,7 +11,7 @@ from flask import Response, current_app, flash, redirect, render_template, reque
 
 from blueprints import csrf
 from blueprints.security import client_address, safe_next_path
-from models import db
+from models import LoginFailure, db
 from models.audit import new_reference
 
 from . import bp
@@ -74,6 +74,17 @@ def login():
 @bp.post(ACS_PATH)
 @csrf.exempt  # the IdP posts here from its own origin; the signed Response is the proof
 def acs():
+    address = client_address()
+    limit = current_app.config.get("SAML_MAX_REFUSALS_PER_ADDRESS", 30)
+    window = current_app.config.get("SAML_REFUSAL_WINDOW_SECONDS", 60)
+    if limit > 0 and LoginFailure.count_recent(_refusal_key(address), window) >= limit:
+        # Posts this fast from one address are not people signing in: they are not read, nor recorded
+        # (each refusal writes an audit event and pushes a real one out of the flight recorder).
+        current_app.logger.warning("SAML ACS: not reading a Response from %s: %d refused from it within %d s",
+                                   address, limit, window)
+        message = ("Too many sign-in attempts from your network were refused in the last minute. Wait a minute, "
+                   "then sign in again from the start.")
+        return render_template("errors/error.html", status=429, message=message), 429, {"Retry-After": str(window)}
     reference = new_reference()
     provider = load_provider()
     sp = service_provider()
@@ -136,9 +147,15 @@ def current_user_is_admin() -> bool:
     return bool(current_user.is_authenticated and current_user.is_admin)
 
 
+def _refusal_key(address: str | None) -> str:
+    return f"saml-acs:{address or 'unknown'}"
+
+
 def _reject(error: SamlError, reference: str, provider):
     db.session.rollback()
     record_rejection(error, reference, provider)
+    LoginFailure.add(_refusal_key(client_address()),
+                     keep_seconds=current_app.config.get("SAML_REFUSAL_WINDOW_SECONDS", 60))
     db.session.commit()
     current_app.logger.info("SAML sign-in refused [%s]: %s", reference, error.reason)
     if error.capture.purpose == "test":

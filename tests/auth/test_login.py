@@ -68,6 +68,27 @@ def test_repeated_failures_are_throttled_per_address(make_app, admin):
     assert auth.login(admin.user_name, admin.password).status_code == 429
 
 
+def test_failure_counts_older_than_the_window_are_deleted(app, auth, employee):
+    """Each failure deletes its keys' rows from before the window, so they never pile up."""
+    from datetime import timedelta
+
+    from models import LoginFailure
+    window = app.config["LOGIN_THROTTLE_WINDOW_SECONDS"]
+    for _ in range(2):
+        assert auth.login(employee.user_name, "nope nope nope").status_code == 401
+    with app.app_context():
+        for row in LoginFailure.query.all():
+            row.created_at -= timedelta(seconds=window + 1)
+        LoginFailure.add("address:192.0.2.9")  # another key's row, also old, must stay
+        db.session.flush()
+        LoginFailure.query.filter_by(key="address:192.0.2.9").one().created_at -= timedelta(seconds=window + 1)
+        db.session.commit()
+    assert auth.login(employee.user_name, "nope nope nope").status_code == 401
+    with app.app_context():
+        keys = sorted(row.key for row in LoginFailure.query.all())
+    assert keys == ["account:employee@example.com", "address:127.0.0.1", "address:192.0.2.9"]
+
+
 def test_login_without_csrf_token_is_rejected(client, employee):
     response = client.post("/login", data={"login": employee.user_name, "password": employee.password})
     assert response.status_code == 400

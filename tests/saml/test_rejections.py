@@ -386,3 +386,63 @@ def test_a_large_refused_post_keeps_a_bounded_copy_in_the_audit_log(app, client,
         kept = AuditEvent.query.filter_by(reference=reference).one().details["response_xml"]
         assert AUDIT_XML_LIMIT < len(kept) < AUDIT_XML_LIMIT + 100 and "in the flight recorder" in kept
         assert len(SamlResponseLog.query.filter_by(reference=reference).one().response_xml) > AUDIT_XML_LIMIT
+
+
+# --- refusals from one address are throttled ------------------------------------------------------
+
+def _refusal_rows(app, address):
+    from models import LoginFailure
+    with app.app_context():
+        return LoginFailure.query.filter_by(key=f"saml-acs:{address}").count()
+
+
+def _counts(app):
+    with app.app_context():
+        return AuditEvent.query.filter_by(action="auth.login").count(), SamlResponseLog.query.count()
+
+
+def test_refused_responses_from_one_address_are_throttled(app, client, saml):
+    app.config.update(SAML_MAX_REFUSALS_PER_ADDRESS=3, SAML_REFUSAL_WINDOW_SECONDS=60)
+    for _ in range(3):
+        refused(app, post_response(client, None, None, raw="!!!not base64!!!"), "not valid base64")
+    assert _refusal_rows(app, "127.0.0.1") == 3
+    before = _counts(app)
+    # Past the limit nothing from that address is read or recorded, not even a good Response.
+    request = start_login(client)
+    reply = post_response(client, saml.response(request.id), request.relay_state)
+    assert reply.status_code == 429 and reply.headers["Retry-After"] == "60"
+    assert "Wait a minute" in reply.get_data(as_text=True)
+    assert _counts(app) == before and _refusal_rows(app, "127.0.0.1") == 3
+    assert_not_signed_in(client)
+    # Another address is read as usual.
+    other = app.test_client()
+    reply = other.post("/internal-api/auth/integrations/saml2/callback", data={"SAMLResponse": "!!!"},
+                       environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    refused(app, reply, "not valid base64")
+    assert _refusal_rows(app, "192.0.2.7") == 1
+
+
+def test_refusal_throttle_forgets_after_its_window(app, client, saml):
+    from models import LoginFailure
+    app.config.update(SAML_MAX_REFUSALS_PER_ADDRESS=2, SAML_REFUSAL_WINDOW_SECONDS=60)
+    for _ in range(2):
+        refused(app, post_response(client, None, None, raw="!!!"), "not valid base64")
+    assert post_response(client, None, None, raw="!!!").status_code == 429
+    with app.app_context():  # the window passes
+        for row in LoginFailure.query.all():
+            row.created_at -= timedelta(seconds=61)
+        db.session.commit()
+    request = start_login(client)
+    reply = post_response(client, saml.response(request.id), request.relay_state)
+    assert (reply.status_code, reply.headers["Location"]) == (303, "/")  # the finish URL signed the browser in
+    assert client.get("/").status_code == 200
+    # The next refusal clears the address's rows older than the window: one row, not three.
+    assert post_response(client, None, None, raw="!!!").status_code == 303
+    assert _refusal_rows(app, "127.0.0.1") == 1
+
+
+def test_refusal_throttle_can_be_switched_off(app, client, saml):
+    app.config.update(SAML_MAX_REFUSALS_PER_ADDRESS=0)
+    for _ in range(35):
+        reply = post_response(client, None, None, raw="!!!")
+        assert reply.status_code == 303
