@@ -82,7 +82,8 @@ def acs():
         # (each refusal writes an audit event and pushes a real one out of the flight recorder).
         current_app.logger.warning("SAML ACS: not reading a Response from %s: %d refused from it within %d s",
                                    address, limit, window)
-        message = ("Too many sign-in attempts from your network were refused in the last minute. Wait a minute, "
+        span = "a minute" if window == 60 else f"{window} seconds"
+        message = (f"Too many sign-in attempts from your network were refused within {span}. Wait {span}, "
                    "then sign in again from the start.")
         return render_template("errors/error.html", status=429, message=message), 429, {"Retry-After": str(window)}
     reference = new_reference()
