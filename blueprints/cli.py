@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from models import db, record_event, settings
+from models.user import fold
 
 from .auth.forms import MIN_PASSWORD_LENGTH
 from .auth.service import admin_exists, create_or_promote_admin, setup_code
@@ -48,6 +49,9 @@ def create_admin_command(email: str, password_file: str | None, given_name: str 
     """
     if "@" not in email or len(email) > 320:
         raise click.ClickException(f"{email!r} is not an email address")
+    if len(fold(email.strip())) > 255:  # it becomes the user name, compared case-folded
+        raise click.ClickException(f"the email is {len(fold(email.strip()))} characters long (case-folded); "
+                                   "a user name holds at most 255")
     password = _read_password(password_file)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise click.ClickException(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")

@@ -60,3 +60,11 @@ def test_create_admin_keeps_a_first_and_last_name(app, runner, monkeypatch):
     with app.app_context():
         user = User.query.one()
         assert (user.given_name, user.family_name, user.display_name) == ("Ops", "Team", "Ops Team")
+
+
+def test_create_admin_refuses_an_email_too_long_for_a_user_name(app, runner, monkeypatch):
+    monkeypatch.setenv("LOBBY_ADMIN_PASSWORD", "a long enough password")
+    result = runner.invoke(args=["create-admin", "ß" * 130 + "@example.com"])
+    assert result.exit_code != 0 and "a user name holds at most 255" in result.output
+    with app.app_context():
+        assert User.query.count() == 0

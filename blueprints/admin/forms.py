@@ -10,7 +10,7 @@ from wtforms import (DateField, EmailField, Form, IntegerField, PasswordField, S
                      SelectField, StringField, TextAreaField)
 from wtforms.validators import (DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional)
 
-from blueprints.auth.forms import MIN_PASSWORD_LENGTH
+from blueprints.auth.forms import MIN_PASSWORD_LENGTH, FoldedLength
 
 
 def options(*pairs: tuple[str, str]) -> list[SelectChoice]:
@@ -77,11 +77,12 @@ class ScimFlightFilterForm(FilterForm):
 
 
 class ProfileForm(FlaskForm):
-    user_name = StringField("User name", validators=[DataRequired(), Length(max=255)])
+    user_name = StringField("User name", validators=[DataRequired(), Length(max=255), FoldedLength(255)])
     given_name = StringField("First name", validators=[Optional(), Length(max=255)])
     family_name = StringField("Last name", validators=[Optional(), Length(max=255)])
     display_name = StringField("Display name", validators=[Optional(), Length(max=255)])
-    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=320)])
+    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=320),
+                                            FoldedLength(320)])
     title = StringField("Job title", validators=[Optional(), Length(max=255)])
     department = StringField("Department", validators=[Optional(), Length(max=255)])
     employee_number = StringField("Employee number", validators=[Optional(), Length(max=255)])
@@ -98,7 +99,7 @@ class PasswordForm(FlaskForm):
 
 
 class GroupForm(FlaskForm):
-    display_name = StringField("Name", validators=[DataRequired(), Length(max=255)])
+    display_name = StringField("Name", validators=[DataRequired(), Length(max=255), FoldedLength(255)])
     description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
 
 

@@ -1,8 +1,23 @@
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
+
+from models.user import fold
 
 MIN_PASSWORD_LENGTH = 12
+
+
+class FoldedLength:
+    """Names are compared (and indexed) case-folded, and folding can lengthen them ("ß" is "ss"):
+    the folded form must fit its column too."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def __call__(self, _form, field):
+        if field.data and len(fold(field.data)) > self.limit:
+            raise ValidationError(f"This is {len(fold(field.data))} characters long once case is folded (as Lobby "
+                                  f"compares it); at most {self.limit}.")
 
 
 class LoginForm(FlaskForm):

@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import (Group, Identity, Membership, SamlOutstandingRequest, SamlPendingSignIn, SamlResponseLog,
                     SamlSeenAssertion, User, db, record_event, settings, utcnow)
-from models.user import fold
+from models.user import UserEmail, fold
 
 from .metadata import IdpDescription, idp_metadata_xml
 
@@ -734,11 +734,43 @@ def map_attributes(attribute_map: dict, attributes: dict[str, list[str]]) -> dic
     return mapped
 
 
+def _column_limit(column) -> int:
+    return column.type.length
+
+
+# What each mapped field is stored in: a value longer than its column cannot be kept whole.
+_FIELD_LIMITS = {name: _column_limit(User.__table__.c[name]) for name in ("user_name", *PROFILE_FIELDS)}
+_FIELD_LIMITS["email"] = _column_limit(UserEmail.__table__.c.value)
+
+
+def _refuse_or_skip_overlong(provider: Provider, mapped: dict, capture: Capture, fail) -> None:
+    """A sign-in name too long to store (or to compare: names are compared folded) refuses the
+    Response, saying so; a profile field too long is left as it was, and the flight recorder says why.
+    Nothing is cut short."""
+    limit = _column_limit(Identity.__table__.c.identifier)
+    if capture.name_id and len(capture.name_id) > limit:
+        fail(f"The NameID is {len(capture.name_id)} characters long; Lobby stores at most {limit}",
+             kind="no_account")
+    for name, value in list(mapped.items()):
+        limit = _FIELD_LIMITS.get(name)
+        if value is None or limit is None:
+            continue
+        length = max(len(value), len(fold(value)) if name in ("user_name", "email") else 0)
+        if length <= limit:
+            continue
+        if name in ("user_name", "email"):
+            fail(f"The {name} attribute ({provider.attribute_map.get(name)!r}) is {length} characters long; "
+                 f"Lobby stores at most {limit}", kind="no_account")
+        del mapped[name]
+        capture.mapped[f"{name}_skipped"] = f"{len(value)} characters long; Lobby stores at most {limit}"
+
+
 def provision_user(provider: Provider, capture: Capture, fail) -> tuple[User, bool]:
     """Find (or create) the user this NameID signs in as, and bring the profile up to date."""
     idp_id = provider.idp.entity_id
     mapped = map_attributes(provider.attribute_map, capture.attributes)
     capture.mapped = dict(mapped)
+    _refuse_or_skip_overlong(provider, mapped, capture, fail)
     identity = Identity.query.filter_by(provider=idp_id, identifier=capture.name_id).one_or_none()
     created = False
     if identity is not None:
@@ -816,8 +848,9 @@ def _sync_groups(user: User, names: list[str]) -> dict:
     wanted = {}
     for name in names:
         name = (name or "").strip()
-        if name and len(name) <= 255:
-            wanted.setdefault(fold(name), name)
+        key = fold(name)
+        if name and len(name) <= 255 and len(key) <= 255:  # the name and its key fit their columns
+            wanted.setdefault(key, name)
     skipped, joined, left = [], [], []
     current = {m.group_id: m for m in Membership.query.filter_by(user_id=user.id)}
     keep = set()

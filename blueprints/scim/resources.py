@@ -11,10 +11,13 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
+from models.user import fold
+
 from .errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
 from .filters import AttrRef, PatchPath, equality_template, matches, parse_patch_path, split_attr_path
 from .schemas import USER_SCHEMA, Attr, Schema
 
+EXTERNAL_ID = Attr("externalId", case_exact=True, max_length=255)
 UNKNOWN = "_unknown"  # what an IdP sent that Lobby does not declare: kept, never returned
 READ_ONLY_TOP = {"id", "meta", "schemas"}
 # RFC 7643 §4.1.2 User attributes Lobby does not model; kept (never returned) when written.
@@ -69,7 +72,18 @@ def coerce(attr: Attr, value, where: str | None = None, *, as_item: bool = False
         raise InvalidValue(f"{where} must be a string.")
     if attr.required and value and not value.strip():
         raise InvalidValue(f"{where} cannot be blank: it needs a visible character.")
+    if attr.max_length is not None:
+        _check_length(attr, value, where)
     return value
+
+
+def _check_length(attr: Attr, value: str, where: str) -> None:
+    """Refuse what Lobby cannot store whole: never cut short, and never a database error."""
+    if len(value) > attr.max_length:
+        raise InvalidValue(f"{where} is {len(value)} characters long; Lobby stores at most {attr.max_length}.")
+    if attr.keyed and len(fold(value)) > attr.max_length:
+        raise InvalidValue(f"{where} is {len(fold(value))} characters long once case is folded (as Lobby compares "
+                           f"it); Lobby stores at most {attr.max_length}.")
 
 
 def _check_primary(attr: Attr, items: list) -> None:
@@ -129,7 +143,7 @@ class DocumentSchema:
             if lowered in READ_ONLY_TOP or lowered in NEVER_STORED:
                 continue
             if lowered == "externalid":
-                doc["externalId"] = coerce(Attr("externalId", case_exact=True), value)
+                doc["externalId"] = coerce(EXTERNAL_ID, value)
                 continue
             extension = self.extension(key)
             if extension is not None:
@@ -264,7 +278,7 @@ class DocumentSchema:
             if op == "remove":
                 doc.pop("externalId", None)
             else:
-                doc["externalId"] = coerce(Attr("externalId", case_exact=True), value)
+                doc["externalId"] = coerce(EXTERNAL_ID, value)
             return
         if path.attr.urn is None and name.lower() in ("id", "meta", "schemas"):
             if name.lower() == "id" and value == resource_id and op != "remove":

@@ -38,6 +38,10 @@ class Attr:
     sub: tuple = ()
     canonical: tuple = ()
     reference_types: tuple = ()
+    # Characters Lobby can store (its column's size); not part of discovery, which has no such
+    # property. ``keyed``: also indexed by its folded form, which must fit as well.
+    max_length: int | None = None
+    keyed: bool = False
 
     def child(self, name: str) -> "Attr | None":
         lowered = name.lower()
@@ -89,8 +93,8 @@ class Schema:
         }
 
 
-def _typed(kind_canonical=("work", "home", "other")):
-    return Attr("type", canonical=kind_canonical, description="A label: work, home or other.")
+def _typed(kind_canonical=("work", "home", "other"), max_length=None):
+    return Attr("type", canonical=kind_canonical, max_length=max_length, description="A label: work, home or other.")
 
 
 def _primary():
@@ -100,15 +104,16 @@ def _primary():
 USER = Schema(
     id=USER_SCHEMA, name="User", description="A person who signs in to Lobby.", resource="Users",
     attributes=(
-        Attr("userName", required=True, uniqueness="server",
+        Attr("userName", required=True, uniqueness="server", max_length=255, keyed=True,
              description="Unique login, compared case-insensitively, echoed back as sent."),
         Attr("name", "complex", description="The person's name.", sub=(
-            Attr("formatted"), Attr("familyName"), Attr("givenName"), Attr("middleName"),
+            Attr("formatted"), Attr("familyName", max_length=255), Attr("givenName", max_length=255),
+            Attr("middleName"),
             Attr("honorificPrefix"), Attr("honorificSuffix"))),
-        Attr("displayName", description='Shown in Lobby; when absent, "givenName familyName".'),
+        Attr("displayName", max_length=255, description='Shown in Lobby; when absent, "givenName familyName".'),
         Attr("nickName"),
         Attr("profileUrl", "reference", reference_types=("external",)),
-        Attr("title", description="Job title."),
+        Attr("title", max_length=255, description="Job title."),
         Attr("userType"),
         Attr("preferredLanguage"),
         Attr("locale"),
@@ -118,7 +123,8 @@ USER = Schema(
         Attr("active", "boolean", required=True,
              description="false ends the user's sessions and blocks sign-in; it cannot be removed."),
         Attr("emails", "complex", multi=True, description="Email addresses; the primary work address is used.",
-             sub=(Attr("value"), Attr("display"), _typed(), _primary())),
+             sub=(Attr("value", max_length=320, keyed=True), Attr("display", max_length=255),
+                  _typed(max_length=32), _primary())),
         Attr("phoneNumbers", "complex", multi=True, sub=(
             Attr("value"), Attr("display"), _typed(("work", "home", "mobile", "fax", "pager", "other")),
             _primary())),
@@ -138,13 +144,13 @@ ENTERPRISE = Schema(
     id=ENTERPRISE_SCHEMA, name="EnterpriseUser", description="Enterprise User extension.",
     resource="Users",
     attributes=(
-        Attr("employeeNumber"),
+        Attr("employeeNumber", max_length=255),
         Attr("costCenter"),
         Attr("organization"),
         Attr("division"),
-        Attr("department"),
+        Attr("department", max_length=255),
         Attr("manager", "complex", description="The user's manager (a Lobby user id).", sub=(
-            Attr("value", case_exact=True, description="The manager's id."),
+            Attr("value", case_exact=True, max_length=255, description="The manager's id."),
             Attr("$ref", "reference", reference_types=("User",),
                  description="Lobby derives it from value; a $ref sent is not stored."),
             # Server-computed; returned only when asked for (attributes=...manager.displayName),
@@ -156,7 +162,7 @@ ENTERPRISE = Schema(
 GROUP = Schema(
     id=GROUP_SCHEMA, name="Group", description="A group of users.", resource="Groups",
     attributes=(
-        Attr("displayName", required=True, uniqueness="server",
+        Attr("displayName", required=True, uniqueness="server", max_length=255, keyed=True,
              description="Unique name, compared case-insensitively."),
         Attr("members", "complex", multi=True, description="Users in the group.", sub=(
             Attr("value", mutability="immutable", case_exact=True, description="The member's id."),

@@ -77,6 +77,14 @@ def test_create_rename_and_delete_a_local_group(app, admin_client):
         assert renamed.details["changes"]["display_name"] == {"old": "Parking", "new": "Parking spaces"}
 
 
+def test_group_names_must_fit_once_case_folded(app, admin_client):
+    response = post(admin_client, "/admin/groups/new", {"display_name": "ß" * 200}, page="/admin/groups")
+    assert response.status_code == 400
+    assert "400 characters long once case is folded" in response.get_data(as_text=True)
+    with app.app_context():
+        assert Group.query.count() == 0
+
+
 def test_group_names_stay_unique_ignoring_case(app, admin_client, office):
     response = post(admin_client, "/admin/groups/new", {"display_name": "engineering"}, page="/admin/groups")
     assert response.status_code == 409

@@ -346,6 +346,14 @@ def test_edit_local_profile(app, admin_client, make_user):
         assert "given_name" not in changes
 
 
+def test_profile_names_must_fit_once_case_folded(app, admin_client, make_user):
+    erin = make_user("erin@example.com")
+    response = post(admin_client, f"/admin/users/{erin.id}/profile", {"user_name": "ß" * 200}, follow=True)
+    assert "400 characters long once case is folded" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(User, erin.id).user_name == "erin@example.com"
+
+
 def test_user_name_stays_unique(app, admin_client, make_user):
     make_user("taken@example.com")
     erin = make_user("erin@example.com")

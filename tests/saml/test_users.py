@@ -204,3 +204,46 @@ def test_group_sync_without_the_attribute_removes_saml_memberships(app, client, 
 def test_default_mapping_uses_the_guides_claim_uris(claim):
     from models.setting import DEFAULT_ATTRIBUTE_MAP
     assert claim in DEFAULT_ATTRIBUTE_MAP.values()
+
+
+# --- values longer than Lobby can store -----------------------------------------------------------
+
+def test_overlong_profile_attributes_are_left_out_and_the_rest_signs_in(app, client, saml, employee):
+    """On PostgreSQL a value longer than its column made the flush fail (the Response was refused
+    as "could not be checked"); on SQLite it was kept whole. Now: not stored, the sign-in works,
+    the flight recorder says what was left out."""
+    from models import SamlResponseLog
+    reply = sign_in(client, saml, attributes=okta_attributes(login="employee@example.com", department="D" * 256,
+                                                             title="Lead"))
+    assert reply.headers["Location"] == "/"
+    user = user_named(app, "employee@example.com")
+    assert user.department == "Sales" and user.title == "Lead"  # the old department stays
+    with app.app_context():
+        mapped = SamlResponseLog.query.one().mapped
+    assert mapped["department"] == "D" * 256  # what was sent, kept in the flight recorder
+    assert mapped["department_skipped"] == "256 characters long; Lobby stores at most 255"
+
+
+@pytest.mark.parametrize("attributes, reason", [
+    (dict(login="u" * 256 + "@example.com"), "The user_name attribute"),
+    (dict(email="e" * 321 + "@example.com", login=None), "The email attribute"),
+])
+def test_overlong_sign_in_names_are_refused_saying_so(app, client, saml, admin, attributes, reason):
+    reply = sign_in(client, saml, attributes=okta_attributes(**attributes))
+    text = reason_of(app, reply)
+    assert reason in text and "characters long; Lobby stores at most" in text
+    with app.app_context():
+        assert User.query.count() == 1  # the admin; nobody created
+
+
+def test_overlong_name_id_is_refused_saying_so(app, client, saml, admin):
+    reply = sign_in(client, saml, name_id="n" * 1025)
+    assert reason_of(app, reply) == "The NameID is 1025 characters long; Lobby stores at most 1024"
+
+
+def test_group_names_too_long_to_store_are_not_synced(app, client, saml, make_user, admin):
+    configure_saml(app, saml, group_attribute="groups")
+    make_user("erin@example.com")
+    # 200 × "ß" fits the name's column but folds to 400 characters, too long for its key.
+    sign_in(client, saml, attributes=okta_attributes(groups=["Sales", "G" * 256, "ß" * 200]))
+    assert memberships(app, "erin@example.com") == {("Sales", "saml", "saml")}

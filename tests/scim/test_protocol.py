@@ -11,7 +11,7 @@ from sqlalchemy import event
 from models import AuditEvent, Group, Membership, ScimRequestLog, ScimToken, User, db, settings, utcnow
 
 from ..conftest import AuthActions
-from .conftest import BASE, ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, ScimClient, issue_token
+from .conftest import BASE, ENTERPRISE, GROUP_SCHEMA, PATCH_SCHEMA, USER_SCHEMA, ScimClient, issue_token
 
 # --- discovery -------------------------------------------------------------------------------
 
@@ -615,3 +615,86 @@ def test_userNames_that_differ_only_in_how_an_accent_is_encoded_are_one_user(sci
     group = scim.create_group(unicodedata.normalize("NFD", "Équipe"))
     twin = scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": unicodedata.normalize("NFC", "équipe")})
     assert twin.status_code == 409 and group["id"] in twin.get_json()["detail"]
+
+
+# --- values longer than Lobby can store ---------------------------------------------------------
+
+def _refused_as_too_long(response, where, length, limit=255):
+    assert response.status_code == 400, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["scimType"] == "invalidValue"
+    assert body["detail"].startswith(f"{where} is {length} characters long") and f"at most {limit}" in body["detail"]
+
+
+@pytest.mark.parametrize("field, body", [
+    ("userName", {"userName": "u" * 256}),
+    ("externalId", {"userName": "x1@example.com", "externalId": "e" * 256}),
+    ("name.givenName", {"userName": "x2@example.com", "name": {"givenName": "g" * 5000}}),
+    ("name.familyName", {"userName": "x3@example.com", "name": {"familyName": "f" * 256}}),
+    ("displayName", {"userName": "x4@example.com", "displayName": "d" * 256}),
+    ("title", {"userName": "x5@example.com", "title": "t" * 256}),
+    ("emails.value", {"userName": "x6@example.com", "emails": [{"value": "m" * 321}]}),
+    ("emails.type", {"userName": "x7@example.com", "emails": [{"value": "a@example.com", "type": "w" * 33}]}),
+    (f"{ENTERPRISE}:department", {"userName": "x8@example.com", ENTERPRISE: {"department": "s" * 256}}),
+    (f"{ENTERPRISE}:employeeNumber", {"userName": "x9@example.com", ENTERPRISE: {"employeeNumber": "1" * 256}}),
+    (f"{ENTERPRISE}:manager.value", {"userName": "xa@example.com", ENTERPRISE: {"manager": "i" * 256}}),
+])
+def test_values_longer_than_their_columns_are_refused_on_every_database(scim, app, field, body):
+    """PostgreSQL's varchar(255) would refuse them with an error (a 500); SQLite would keep them:
+    the same clear 400 on both, and nothing written."""
+    limit = {"emails.value": 320, "emails.type": 32}.get(field, 255)
+    length = max(len(v) for v in _strings(body))
+    _refused_as_too_long(scim.post("Users", {"schemas": [USER_SCHEMA], **body}), field, length, limit)
+    with app.app_context():
+        assert User.query.filter(User.source == "scim").count() == 0
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_longest_storable_values_are_kept_whole(scim):
+    created = scim.post("Users", {"schemas": [USER_SCHEMA], "userName": "u" * 255, "displayName": "é" * 255,
+                                  "name": {"givenName": "g" * 255, "formatted": "long " * 400},
+                                  "emails": [{"value": "m" * 320, "type": "t" * 32}]})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    fetched = scim.get(f"Users/{created.get_json()['id']}").get_json()
+    assert fetched["userName"] == "u" * 255 and fetched["displayName"] == "é" * 255
+    assert fetched["name"]["formatted"] == "long " * 400  # kept beside the columns, no limit
+    assert fetched["emails"][0]["value"] == "m" * 320
+
+
+def test_a_name_that_grows_when_case_folded_is_measured_folded(scim):
+    # "ß" folds to "ss": 200 of them are 400 characters in the key userName is compared by.
+    response = scim.post("Users", {"schemas": [USER_SCHEMA], "userName": "ß" * 200})
+    assert response.status_code == 400
+    assert "400 characters long once case is folded" in response.get_json()["detail"]
+
+
+def test_too_long_values_in_patch_and_put_and_groups(scim):
+    user = scim.create_user("long@example.com")
+    path = f"Users/{user['id']}"
+    for operation in ({"op": "replace", "path": "name.givenName", "value": "g" * 256},
+                      {"op": "Replace", "value": {"name.givenName": "g" * 256}},
+                      {"op": "add", "path": 'emails[type eq "work"].value', "value": "m" * 321},
+                      {"op": "replace", "path": "externalId", "value": "e" * 256}):
+        response = scim.request("PATCH", path, {"schemas": [PATCH_SCHEMA], "Operations": [operation]})
+        assert response.status_code == 400 and response.get_json()["scimType"] == "invalidValue", operation
+        assert "characters long" in response.get_json()["detail"]
+    response = scim.request("PUT", path, {"schemas": [USER_SCHEMA], "userName": "long@example.com", "title": "t" * 256})
+    _refused_as_too_long(response, "title", 256)
+    assert scim.get(path).get_json()["userName"] == "long@example.com"  # unchanged
+    _refused_as_too_long(scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": "G" * 256}),
+                         "displayName", 256)
+    group = scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": "Short"}).get_json()
+    response = scim.request("PATCH", f"Groups/{group['id']}", {"schemas": [PATCH_SCHEMA], "Operations": [
+        {"op": "replace", "path": "displayName", "value": "G" * 256}]})
+    _refused_as_too_long(response, "displayName", 256)
+    assert scim.get(f"Groups/{group['id']}").get_json()["displayName"] == "Short"
