@@ -1,6 +1,7 @@
 """Request-level safety shared by every blueprint: addresses, redirects, headers."""
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from flask import current_app, request
@@ -14,12 +15,18 @@ CSP = (
 
 
 def client_address() -> str | None:
-    """The client's IP: the socket's, or the one a trusted proxy put in X-Forwarded-For."""
+    """The client's IP: the socket's, or the one a trusted proxy put in X-Forwarded-For.
+
+    An entry there that is not an IP address (a misconfigured proxy count lets the client's own
+    text through) is not believed: the socket's address is used instead."""
     hops = current_app.config.get("TRUSTED_PROXIES", 0)
     if hops:
         forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
         if len(forwarded) >= hops:
-            return forwarded[-hops]
+            try:
+                return str(ipaddress.ip_address(forwarded[-hops]))
+            except ValueError:
+                pass
     return request.remote_addr
 
 

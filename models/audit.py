@@ -53,9 +53,22 @@ def new_event(action: str, *, actor: str | None = None, target: str | None = Non
         request_actor, request_ip = _request_context()
         actor = actor if actor is not None else request_actor
         ip_address = ip_address if ip_address is not None else request_ip
-    return AuditEvent(action=action, actor=actor, target=target, outcome=outcome,
-                      reason=reason, details=details or {}, reference=reference,
-                      ip_address=ip_address, created_at=utcnow())
+    return AuditEvent(action=action, actor=_fit(actor, _ACTOR_LIMIT), target=_fit(target, _TARGET_LIMIT),
+                      outcome=outcome, reason=reason, details=details or {}, reference=reference,
+                      ip_address=_fit(ip_address, _IP_LIMIT), created_at=utcnow())
+
+
+_ACTOR_LIMIT, _TARGET_LIMIT, _IP_LIMIT = (AuditEvent.__table__.c[name].type.length
+                                          for name in ("actor", "target", "ip_address"))
+
+
+def _fit(value: str | None, limit: int) -> str | None:
+    """An actor or target too long for its column (a 255-character token name behind "scim:", a
+    NameID sent as the target of a refused sign-in) is shortened, marked with "…", rather than
+    failing the change it records; the event's details keep whatever the change itself kept."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[:limit - 1] + "…"
 
 
 def _request_context() -> tuple[str, str | None]:

@@ -74,3 +74,17 @@ def test_twenty_concurrent_writers_on_sqlite_all_succeed(app, backend):
     assert errors == []
     with app.app_context():
         assert User.query.count() == 20
+
+
+def test_audit_actor_and_target_too_long_for_their_columns_are_shortened_and_marked(app):
+    from models import AuditEvent, record_event
+    with app.app_context():
+        record_event("test.long", actor="scim:" + "T" * 255, target="n" * 600, ip_address="1" * 80)
+        db.session.commit()  # PostgreSQL's varchar columns would refuse the full values
+        event = AuditEvent.query.filter_by(action="test.long").one()
+        assert event.actor == "scim:" + "T" * 249 + "…" and len(event.actor) == 255
+        assert event.target == "n" * 511 + "…" and len(event.ip_address) == 64
+        record_event("test.short", actor="scim:Okta", target="erin@example.com")
+        db.session.commit()
+        event = AuditEvent.query.filter_by(action="test.short").one()
+        assert (event.actor, event.target) == ("scim:Okta", "erin@example.com")

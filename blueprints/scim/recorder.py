@@ -23,6 +23,7 @@ from urllib.parse import unquote_plus
 
 from flask import current_app
 from sqlalchemy import bindparam, select, text
+from sqlalchemy.exc import OperationalError
 
 from models import ScimRequestLog, ScimToken, Setting, db, direct, settings, utcnow, will_write
 from models.scim_token import ScimRateWindow, hash_token
@@ -281,7 +282,8 @@ def record(*, token: "TokenInfo | None", method: str, path: str, status: int, du
     """
     row = dict(
         created_at=utcnow(), token_id=token.id if token else None, token_name=token.name if token else None,
-        method=method, path=path_for_log(path), status=status,
+        # Any token is a method to HTTP; the column holds the standard ones (PROPFIND is the longest).
+        method=method[:8], path=path_for_log(path), status=status,
         duration_ms=round(duration_ms, 2) if duration_ms is not None else None, error=error,
         request_body=body_for_log(request_body), response_body=body_for_log(response_body),
         minute=current_minute(),
@@ -323,11 +325,41 @@ _TOUCH = text("UPDATE scim_tokens SET last_used_at = :now WHERE id = :id "
 
 
 def write_pending(queue: Pending) -> None:
-    """Write every queued row, the rate-limit counts and last-use times in one transaction."""
+    """Write every queued row, the rate-limit counts and last-use times in one transaction.
+
+    If the database cannot be reached, the rows wait for the next try. If it refuses the batch
+    (a value it cannot store), each row is written alone and only the refused ones are dropped
+    (said in the server log): one bad row must not hold back every row after it for good.
+    """
     rows, counts = queue.take()
     if not rows:
         return
     will_write()
+    try:
+        _write_rows(queue, rows, counts)
+    except OperationalError:
+        queue.put_back(rows)
+        raise
+    except Exception:
+        if len(rows) == 1:
+            _drop(rows[0])
+            return
+        for row in rows:
+            try:
+                _write_rows(queue, [row], {(row["token_id"], row["minute"]): 1})
+            except OperationalError:
+                queue.put_back([row])
+                raise
+            except Exception:
+                _drop(row)
+
+
+def _drop(row: dict) -> None:
+    current_app.logger.exception("SCIM request log: the database refused the row of %s %s (status %s); dropped",
+                                 row["method"], row["path"][:200], row["status"])
+
+
+def _write_rows(queue: Pending, rows: list[dict], counts: dict) -> None:
     session = db.session
     try:
         connection = session.connection()
@@ -363,7 +395,6 @@ def write_pending(queue: Pending) -> None:
         session.commit()
     except Exception:
         session.rollback()
-        queue.put_back(rows)
         raise
     if cut is not None:
         queue.trimmed_to = cut  # only once the delete is committed

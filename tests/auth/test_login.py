@@ -172,3 +172,20 @@ def test_session_cookie_flags(make_app, admin):
                                            "csrf_token": token})
     cookie = response.headers.get("Set-Cookie")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie  # BASE_URL is https in tests
+
+
+@pytest.mark.parametrize("forwarded, recorded", [
+    ("203.0.113.9", "203.0.113.9"),
+    ("198.51.100.1, 203.0.113.9", "203.0.113.9"),
+    ("not-an-address" + "x" * 500, "127.0.0.1"),  # not believed: the socket's address
+    ("", "127.0.0.1"),
+])
+def test_client_address_from_a_trusted_proxy_must_be_an_ip(make_app, admin, forwarded, recorded):
+    app = make_app(TRUSTED_PROXIES=1)
+    client = app.test_client()
+    token = csrf_token(client, "/login")
+    client.post("/login", data={"login": "nobody@example.com", "password": "wrong password!", "csrf_token": token},
+                headers={"X-Forwarded-For": forwarded} if forwarded else {})
+    with app.app_context():
+        event = AuditEvent.query.filter_by(action="auth.login", outcome="failure").one()
+        assert event.ip_address == recorded

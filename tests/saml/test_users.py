@@ -247,3 +247,13 @@ def test_group_names_too_long_to_store_are_not_synced(app, client, saml, make_us
     # 200 × "ß" fits the name's column but folds to 400 characters, too long for its key.
     sign_in(client, saml, attributes=okta_attributes(groups=["Sales", "G" * 256, "ß" * 200]))
     assert memberships(app, "erin@example.com") == {("Sales", "saml", "saml")}
+
+
+def test_refused_sign_in_with_a_very_long_name_is_recorded(app, client, saml, admin):
+    """The refused Response's audit target (the user name sent, 600 characters) is longer than the
+    column: shortened and marked, so the refusal is recorded rather than failing in turn."""
+    reply = sign_in(client, saml, attributes=okta_attributes(login="u" * 588 + "@example.com"))
+    assert "The user_name attribute" in reason_of(app, reply)
+    with app.app_context():
+        event = AuditEvent.query.filter_by(action="auth.login", outcome="failure").one()
+        assert len(event.target) == 512 and event.target.endswith("…")

@@ -698,3 +698,12 @@ def test_too_long_values_in_patch_and_put_and_groups(scim):
         {"op": "replace", "path": "displayName", "value": "G" * 256}]})
     _refused_as_too_long(response, "displayName", 256)
     assert scim.get(f"Groups/{group['id']}").get_json()["displayName"] == "Short"
+
+
+def test_a_token_with_the_longest_name_can_write(app):
+    """Its audit actor, "scim:" and 255 characters, is longer than the column: shortened, not a 500."""
+    scim = ScimClient(app.test_client(), issue_token(app, name="T" * 255))
+    assert scim.post("Users", {"schemas": [USER_SCHEMA], "userName": "long-token@example.com"}).status_code == 201
+    with app.app_context():
+        event = AuditEvent.query.filter_by(action="scim.user.create").one()
+        assert event.actor.startswith("scim:TTTT") and event.actor.endswith("…") and len(event.actor) == 255

@@ -219,3 +219,48 @@ def test_bodies_no_column_can_store_are_logged_in_a_storable_form():
                                   "credentıal", "Authorization: Bearer x", "sécret", "SECRET"])
 def test_the_quick_word_check_agrees_with_the_key_pattern(text):
     assert recorder._may_name_a_secret(text) == (recorder.SECRET_KEYS.search(text) is not None)
+
+
+# --- a row the database refuses -----------------------------------------------------------------
+
+def test_any_http_method_is_logged_within_its_column(batched):
+    """HTTP lets a client send any token as its method; PostgreSQL's varchar(8) refused a longer one."""
+    app, scim = batched
+    assert scim.request("LONGMETHODNAME", "Users").status_code == 405
+    assert scim.request("PROPFIND", "Users").status_code == 405
+    assert scim.get("Users/no-such-id").status_code == 404
+    assert [(method, status) for method, _path, status in logged(app)] == [
+        ("LONGMETH", 405), ("PROPFIND", 405), ("GET", 404)]
+
+
+def test_a_row_the_database_refuses_is_dropped_and_the_rest_written(make_app, caplog):
+    """Before, a refused batch went back to the queue and was refused again at every flush: the
+    log (and the rate-limit counts written with it) stopped for good."""
+    app = make_app(SCIM_LOG_FLUSH_SECONDS=60.0, SCIM_LOG_BATCH=1000)
+    when = datetime(2026, 12, 7, 15, 0, 0)
+    _write(app, [_row(when, 0), _row(when, 1, status=None), _row(when, 2)])  # status is NOT NULL
+    assert [path for _method, path, _status in logged(app)] == ["/api/scim/v2/Users/0", "/api/scim/v2/Users/2"]
+    assert "the database refused the row of GET /api/scim/v2/Users/1" in caplog.text
+    with app.app_context():
+        assert recorder.pending().rows == []  # nothing left to fail again
+    _write(app, [_row(when, 3)])
+    assert logged(app)[-1][1] == "/api/scim/v2/Users/3"
+
+
+def test_rows_wait_when_the_database_cannot_be_reached(make_app, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    app = make_app(SCIM_LOG_FLUSH_SECONDS=60.0, SCIM_LOG_BATCH=1000)
+    when = datetime(2026, 12, 7, 15, 0, 0)
+
+    def unreachable(*_args, **_kwargs):
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(recorder, "_write_rows", unreachable)
+    with pytest.raises(OperationalError):
+        _write(app, [_row(when, 0), _row(when, 1)])
+    with app.app_context():
+        assert [row["path"] for row in recorder.pending().rows] == ["/api/scim/v2/Users/0", "/api/scim/v2/Users/1"]
+    monkeypatch.undo()
+    _write(app, [])  # the next flush writes what waited
+    assert [path for _method, path, _status in logged(app)] == ["/api/scim/v2/Users/0", "/api/scim/v2/Users/1"]
