@@ -692,6 +692,10 @@ def _remember_assertion(assertion, provider: Provider, fail) -> None:
     if assertion.conditions is not None and assertion.conditions.not_on_or_after:
         ends.append(_parse_time(assertion.conditions.not_on_or_after) or now)
     keep_until = max(ends) + timedelta(seconds=provider.clock_skew_seconds)
+    limit = SamlSeenAssertion.__table__.c.assertion_id.type.length
+    if len(assertion.id or "") > limit:  # it could not be remembered, so it could be replayed
+        fail(f"The Assertion ID is {len(assertion.id)} characters long; Lobby can remember at most {limit} "
+             f"to refuse a replay")
     try:
         with db.session.begin_nested():
             db.session.add(SamlSeenAssertion(assertion_id=assertion.id, issuer=provider.idp.entity_id,

@@ -97,3 +97,13 @@ def test_concurrent_double_use_signs_in_once(app, make_app, saml):
     with app.app_context():
         assert AuditEvent.query.filter_by(action="auth.login", outcome="success").count() == 1
         assert AuditEvent.query.filter_by(action="auth.login", outcome="failure").count() == 1
+
+
+def test_an_assertion_id_too_long_to_remember_is_refused(app, client, saml):
+    """The replay cache holds IDs of up to 255 characters; a longer one could not be remembered (on
+    PostgreSQL it failed the check with a database error), so it is refused, saying why."""
+    request = start_login(client)
+    reply = post_response(client, saml.response(request.id, assertion_id="id" + "x" * 300), request.relay_state)
+    assert reason_of(app, reply) == ("The Assertion ID is 302 characters long; Lobby can remember at most 255 to "
+                                     "refuse a replay")
+    assert client.get("/").status_code == 302
