@@ -43,8 +43,9 @@ def create_app(config: Config | None = None) -> Flask:
     with app.app_context():  # the engine object only: no connection is made here
         install_idle_ping(db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
-    from blueprints.security import refuse_undecodable_query
+    from blueprints.security import refuse_nul_characters, refuse_undecodable_query
     app.before_request(refuse_undecodable_query)  # first of all hooks: before anything reads the query
+    app.before_request(refuse_nul_characters)
     csrf.init_app(app)
     login_manager.init_app(app)
 

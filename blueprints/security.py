@@ -46,6 +46,25 @@ def refuse_undecodable_query():
         raise UndecodableQuery() from None
 
 
+class NulCharacter(BadRequest):
+    """A NUL character in the address or a form: no field on either database can hold one
+    (PostgreSQL refuses it in text), so it is the client's error, said before a page trips on it."""
+    description = "The request contains a NUL character (%00), which nothing in Lobby can hold. Remove it and try again."
+    shown = True
+
+
+def refuse_nul_characters():
+    """SCIM says the same in its own error format (its hooks), and the ACS records a refused
+    sign-in for anything it cannot use: both are left to themselves."""
+    if request.path.startswith("/api/scim") or request.endpoint == "saml.acs":
+        return
+    if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in request.query_string:
+        raise NulCharacter()
+    if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if any("\x00" in value for values in request.form.listvalues() for value in values):
+            raise NulCharacter()
+
+
 def request_path_for_log() -> str:
     """The request's path and query string as text, whatever bytes the query string holds."""
     query = request.query_string.decode("utf-8", "replace")

@@ -110,3 +110,33 @@ def test_a_query_string_that_is_not_utf8_is_a_400_page_that_says_so(client, admi
     response = client.get(path, environ_overrides={"QUERY_STRING": "next=\xff&q=\xc3("})
     assert response.status_code == 400
     assert "not valid UTF-8" in response.get_data(as_text=True) and "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/login?next=/x%00y", "/admin/users?before=%00", "/admin/groups?q=a%00",
+                                  "/admin/users/abc%00def", "/setup?x=%00"])
+def test_a_nul_character_in_the_address_is_a_400_page_that_says_so(client, auth, admin, path):
+    """PostgreSQL refuses NUL in text: such an id or filter reached the database and ended as a 500."""
+    auth.login_as(admin)
+    response = client.get(path)
+    assert response.status_code == 400, path
+    assert "NUL character (%00)" in response.get_data(as_text=True)
+
+
+def test_a_nul_character_in_a_form_is_refused_and_nothing_changes(app, client, auth, admin, make_user):
+    from models import User, db
+    from tests.conftest import csrf_token
+    erin = make_user("erin@example.com", given_name="Erin")
+    auth.login_as(admin)
+    token = csrf_token(client, f"/admin/users/{erin.id}")
+    response = client.post(f"/admin/users/{erin.id}/profile", data={
+        "user_name": "erin@example.com", "given_name": "Er\x00in", "csrf_token": token})
+    assert response.status_code == 400 and "NUL character" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(User, erin.id).given_name == "Erin"
+
+
+@pytest.mark.parametrize("cursor", ["9" * 30, "²", "-1", "abc"])
+def test_audit_page_cursor_that_is_no_id_is_ignored(client, auth, admin, cursor):
+    auth.login_as(admin)
+    assert client.get(f"/admin/audit?after={cursor}").status_code == 200
+    assert client.get(f"/admin/audit?before={cursor}").status_code == 200

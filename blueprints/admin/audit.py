@@ -56,7 +56,8 @@ def _page(retention_form=None, status=200):
 
     def as_int(name):
         value = request.args.get(name, "")
-        return int(value) if value.isdigit() else None
+        # ASCII digits only ("²" is a digit to str.isdigit), and within a 64-bit id.
+        return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
 
     # Ids grow with time, so (id) alone orders events newest first and pages by index.
     page = keyset_page(query, key=AuditEvent.id, id_column=AuditEvent.id, descending=True,

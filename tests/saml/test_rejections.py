@@ -450,3 +450,11 @@ def test_refusal_throttle_can_be_switched_off(app, client, saml):
     for _ in range(35):
         reply = post_response(client, None, None, raw="!!!")
         assert reply.status_code == 303
+
+
+def test_a_nul_in_relay_state_is_a_recorded_refusal_not_a_bare_400(app, client, saml):
+    """The app-wide NUL check leaves the ACS alone: anything it cannot use is a refused sign-in,
+    recorded with a reference, as every other refusal is."""
+    reply = client.post("/internal-api/auth/integrations/saml2/callback",
+                        data={"SAMLResponse": "!!!", "RelayState": "a\x00b"})
+    assert reply.status_code == 303 and "ref=" in reply.headers["Location"]
