@@ -56,6 +56,10 @@ def _refuse_unfit_host(url: str) -> None:
     Private and loopback addresses stay allowed: an office IdP (ADFS, Keycloak) often lives
     on the local network.
     """
+    if requests.utils.get_environ_proxies(url):
+        # Fetched through a proxy (HTTPS_PROXY, ...): the proxy resolves and connects, so this
+        # machine's DNS and addresses say nothing about where the request goes.
+        return
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:

@@ -338,6 +338,17 @@ def test_metadata_url_unknown_host(app, as_admin):
     assert reply.status_code == 400 and "could not be found (DNS)" in reply.get_data(as_text=True)
 
 
+def test_metadata_url_through_a_proxy_is_not_resolved_here(app, as_admin, monkeypatch):
+    """Behind an outbound proxy this machine may not resolve outside names at all: the proxy does."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url",
+                                               metadata_url="https://idp.invalid/metadata"))
+    text = reply.get_data(as_text=True)
+    assert reply.status_code == 400 and "could not be fetched (ProxyError)" in text and "DNS" not in text
+
+
 def test_metadata_url_unreachable(app, as_admin):
     reply = as_admin.post(SAML_PAGE, data=form(as_admin, method="metadata_url",
                                                metadata_url="http://127.0.0.1:9/metadata"))
