@@ -344,11 +344,11 @@ def write_pending(queue: Pending) -> None:
         if len(rows) == 1:
             _drop(rows[0])
             return
-        for row in rows:
+        for index, row in enumerate(rows):
             try:
                 _write_rows(queue, [row], {(row["token_id"], row["minute"]): 1})
             except OperationalError:
-                queue.put_back([row])
+                queue.put_back(rows[index:])  # this row and those after it wait for the next try
                 raise
             except Exception:
                 _drop(row)

@@ -707,3 +707,25 @@ def test_a_token_with_the_longest_name_can_write(app):
     with app.app_context():
         event = AuditEvent.query.filter_by(action="scim.user.create").one()
         assert event.actor.startswith("scim:TTTT") and event.actor.endswith("…") and len(event.actor) == 255
+
+
+def test_declared_lengths_are_the_columns_lengths():
+    """The limits SCIM checks are the columns' sizes: change one and this says where to follow."""
+    from blueprints.scim.resources import EXTERNAL_ID
+    from blueprints.scim.schemas import ENTERPRISE as ENTERPRISE_DECL, GROUP, USER
+    from models import UserEmail
+    name, emails, manager = USER.attr("name"), USER.attr("emails"), ENTERPRISE_DECL.attr("manager")
+    pairs = [
+        (USER.attr("userName"), User.user_name), (USER.attr("userName"), User.user_name_key),
+        (EXTERNAL_ID, User.external_id), (EXTERNAL_ID, Group.external_id),
+        (name.child("givenName"), User.given_name), (name.child("familyName"), User.family_name),
+        (USER.attr("displayName"), User.display_name), (USER.attr("title"), User.title),
+        (emails.child("value"), UserEmail.value), (emails.child("value"), UserEmail.value_key),
+        (emails.child("display"), UserEmail.display), (emails.child("type"), UserEmail.type),
+        (ENTERPRISE_DECL.attr("department"), User.department),
+        (ENTERPRISE_DECL.attr("employeeNumber"), User.employee_number),
+        (manager.child("value"), User.manager_id),
+        (GROUP.attr("displayName"), Group.display_name), (GROUP.attr("displayName"), Group.display_name_key),
+    ]
+    for attr, column in pairs:
+        assert attr.max_length == column.type.length, (attr.name, column)

@@ -264,3 +264,27 @@ def test_rows_wait_when_the_database_cannot_be_reached(make_app, monkeypatch):
     monkeypatch.undo()
     _write(app, [])  # the next flush writes what waited
     assert [path for _method, path, _status in logged(app)] == ["/api/scim/v2/Users/0", "/api/scim/v2/Users/1"]
+
+
+def test_rows_after_a_refused_one_still_wait_if_the_database_goes_away(make_app, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    app = make_app(SCIM_LOG_FLUSH_SECONDS=60.0, SCIM_LOG_BATCH=1000)
+    when = datetime(2026, 12, 7, 15, 0, 0)
+    real = recorder._write_rows
+    calls = []
+
+    def flaky(queue, rows, counts):
+        calls.append([row["path"] for row in rows])
+        if len(calls) == 1:
+            raise ValueError("refused")  # the batch: refused, so each row is tried alone
+        if len(calls) == 3:
+            raise OperationalError("INSERT", {}, Exception("connection lost"))  # the second row
+        return real(queue, rows, counts)
+
+    monkeypatch.setattr(recorder, "_write_rows", flaky)
+    with pytest.raises(OperationalError):
+        _write(app, [_row(when, 0), _row(when, 1), _row(when, 2)])
+    with app.app_context():
+        assert [row["path"] for row in recorder.pending().rows] == ["/api/scim/v2/Users/1", "/api/scim/v2/Users/2"]
+    assert [path for _method, path, _status in logged(app)] == ["/api/scim/v2/Users/0"]
