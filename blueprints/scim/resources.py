@@ -91,6 +91,30 @@ def _check_primary(attr: Attr, items: list) -> None:
         raise InvalidValue(f"Only one of the {attr.name} may be primary.")
 
 
+def operation_fields(index: int, operation) -> tuple[str, dict]:
+    """One PATCH operation's op (lower case) and its fields (names in lower case), once its shape
+    is checked: an object, a known op, a string path, a value where one is needed. Run over every
+    operation before anything is applied or any precondition (If-Match) is weighed."""
+    if not isinstance(operation, dict):
+        raise InvalidSyntax(f"Operation {index} must be an object.")
+    fields = {str(k).lower(): v for k, v in operation.items()}
+    op = fields.get("op")
+    if not isinstance(op, str) or op.lower() not in ("add", "replace", "remove"):
+        raise InvalidSyntax(f"Operation {index}: op must be add, replace or remove, got {op!r}.")
+    op = op.lower()
+    path = fields.get("path")
+    if path in (None, ""):
+        if op == "remove":
+            raise NoTarget(f"Operation {index}: remove needs a path.")
+        if not isinstance(fields.get("value"), dict):
+            raise InvalidValue(f"Operation {index}: without a path, value must be an object.")
+    elif not isinstance(path, str):
+        raise InvalidPath(f"Operation {index}: path must be a string.")
+    elif op != "remove" and "value" not in fields:
+        raise InvalidValue(f"Operation {index}: {op} needs a value.")
+    return op, fields
+
+
 class DocumentSchema:
     """The core schema of a resource type plus its extensions."""
 
@@ -140,6 +164,10 @@ class DocumentSchema:
         unknown: dict = {}
         for key, value in payload.items():
             lowered = key.lower()
+            if lowered == "schemas" and value is not None and not (
+                    isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise InvalidSyntax("schemas must be a list of schema URNs, e.g. "
+                                    f'["{self.core.id}"].')
             if lowered in READ_ONLY_TOP or lowered in NEVER_STORED:
                 continue
             if lowered == "externalid":
@@ -198,26 +226,12 @@ class DocumentSchema:
         doc = copy.deepcopy(doc)
         special = special or {}
         for index, operation in enumerate(operations, start=1):
-            if not isinstance(operation, dict):
-                raise InvalidSyntax(f"Operation {index} must be an object.")
-            fields = {str(k).lower(): v for k, v in operation.items()}
-            op = fields.get("op")
-            if not isinstance(op, str) or op.lower() not in ("add", "replace", "remove"):
-                raise InvalidSyntax(f"Operation {index}: op must be add, replace or remove, got {op!r}.")
-            op = op.lower()
+            op, fields = operation_fields(index, operation)
             path = fields.get("path")
             value = fields.get("value")
             if path in (None, ""):
-                if op == "remove":
-                    raise NoTarget(f"Operation {index}: remove needs a path.")
-                if not isinstance(value, dict):
-                    raise InvalidValue(f"Operation {index}: without a path, value must be an object.")
                 self._patch_pathless(doc, op, value, resource_id, special)
                 continue
-            if not isinstance(path, str):
-                raise InvalidPath(f"Operation {index}: path must be a string.")
-            if op != "remove" and "value" not in fields:
-                raise InvalidValue(f"Operation {index}: {op} needs a value.")
             extension = self.extension(path.strip())
             if extension is not None:  # the whole extension as the target
                 if op == "remove":

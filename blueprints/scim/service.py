@@ -22,7 +22,7 @@ from models.user import fold, search_text_for
 from . import filters as F
 from .errors import (InvalidFilter, InvalidSyntax, InvalidValue, NotFound, PreconditionFailed, ScimError,
                      TooMany, Uniqueness)
-from .resources import UNKNOWN, DocumentSchema, diff
+from .resources import UNKNOWN, DocumentSchema, diff, operation_fields
 from .schemas import (DEFAULT_COUNT, ENTERPRISE, ENTERPRISE_SCHEMA, GROUP, GROUP_SCHEMA, MAX_COUNT,
                       MAX_PATCH_OPERATIONS, PATCH_SCHEMA, USER, USER_SCHEMA)
 
@@ -927,6 +927,8 @@ def patch_operations(payload) -> list:
         raise InvalidSyntax("Operations must be a non-empty list of add, replace or remove operations.")
     if len(operations) > MAX_PATCH_OPERATIONS:
         raise TooMany(f"At most {MAX_PATCH_OPERATIONS} operations per PATCH.", status=400)
+    for index, operation in enumerate(operations, start=1):
+        operation_fields(index, operation)  # a malformed operation is a 400 whatever If-Match says
     return operations
 
 

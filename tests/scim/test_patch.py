@@ -5,7 +5,7 @@ import pytest
 
 from models import Membership
 
-from .conftest import ENTERPRISE, PATCH_SCHEMA
+from .conftest import ENTERPRISE, GROUP_SCHEMA, PATCH_SCHEMA
 
 
 @pytest.fixture
@@ -260,3 +260,17 @@ def test_adding_an_email_that_is_there_changes_nothing(scim, user):
                                                                          {"value": "new@example.com", "type": "work"}]}])
     assert [(e["value"], e["type"]) for e in body["emails"]] == [
         ("pat@example.com", "work"), ("pat@home.example", "other"), ("new@example.com", "work")]
+
+
+def test_a_malformed_group_patch_is_a_400_whatever_if_match_says(scim):
+    """As for users: the operations' shape is checked before the precondition (RFC 9110 §13.2.1:
+    preconditions are weighed after the request's own checks)."""
+    group = scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": "Shape"}).get_json()
+    for operations, message in (([True], "Operation 1 must be an object."),
+                                ([{"op": "merge", "path": "displayName", "value": "x"}], "op must be add"),
+                                ([{"op": "add", "path": 5, "value": "x"}], "path must be a string"),
+                                ([{"op": "remove"}], "remove needs a path")):
+        response = scim.request("PATCH", f"Groups/{group['id']}", {"schemas": [PATCH_SCHEMA], "Operations": operations},
+                                headers={"If-Match": 'W/"999"'})
+        assert response.status_code == 400, (operations, response.get_data(as_text=True))
+        assert message in response.get_json()["detail"]

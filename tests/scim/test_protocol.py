@@ -729,3 +729,11 @@ def test_declared_lengths_are_the_columns_lengths():
     ]
     for attr, column in pairs:
         assert attr.max_length == column.type.length, (attr.name, column)
+
+
+def test_schemas_must_be_a_list_when_sent(scim):
+    for resource, body in (("Users", {"userName": "schemas@example.com"}), ("Groups", {"displayName": "Schemas"})):
+        response = scim.post(resource, {**body, "schemas": USER_SCHEMA})
+        assert response.status_code == 400 and response.get_json()["scimType"] == "invalidSyntax"
+        assert "schemas must be a list" in response.get_json()["detail"]
+        assert scim.post(resource, {**body, "schemas": None}).status_code == 201  # as if left out
