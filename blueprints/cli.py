@@ -49,8 +49,9 @@ def create_admin_command(email: str, password_file: str | None, given_name: str 
     """
     if "@" not in email or len(email) > 320:
         raise click.ClickException(f"{email!r} is not an email address")
-    if len(fold(email.strip())) > 255:  # it becomes the user name, compared case-folded
-        raise click.ClickException(f"the email is {len(fold(email.strip()))} characters long (case-folded); "
+    folded = len(fold(email.strip()))
+    if folded > 255:  # it becomes the user name, compared case-folded
+        raise click.ClickException(f"the email is {folded} characters long (case-folded); "
                                    "a user name holds at most 255")
     password = _read_password(password_file)
     if len(password) < MIN_PASSWORD_LENGTH:

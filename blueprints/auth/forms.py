@@ -15,8 +15,9 @@ class FoldedLength:
         self.limit = limit
 
     def __call__(self, _form, field):
-        if field.data and len(fold(field.data)) > self.limit:
-            raise ValidationError(f"This is {len(fold(field.data))} characters long once case is folded (as Lobby "
+        folded = len(fold(field.data)) if field.data else 0
+        if folded > self.limit:
+            raise ValidationError(f"This is {folded} characters long once case is folded (as Lobby "
                                   f"compares it); at most {self.limit}.")
 
 

@@ -75,9 +75,10 @@ def login():
 @csrf.exempt  # the IdP posts here from its own origin; the signed Response is the proof
 def acs():
     address = client_address()
+    refusals = _refusal_key(address)
     limit = current_app.config.get("SAML_MAX_REFUSALS_PER_ADDRESS", 30)
     window = current_app.config.get("SAML_REFUSAL_WINDOW_SECONDS", 60)
-    if limit > 0 and LoginFailure.count_recent(_refusal_key(address), window) >= limit:
+    if limit > 0 and LoginFailure.count_recent(refusals, window) >= limit:
         # Posts this fast from one address are not people signing in: they are not read, nor recorded
         # (each refusal writes an audit event and pushes a real one out of the flight recorder).
         current_app.logger.warning("SAML ACS: not reading a Response from %s: %d refused from it within %d s",
@@ -89,18 +90,22 @@ def acs():
     reference = new_reference()
     provider = load_provider()
     sp = service_provider()
+
+    def reject(error: SamlError):
+        return _reject(error, reference, provider, refusals, window)
+
     if request.content_length is not None and request.content_length > 2 * MAX_RESPONSE_BYTES:
         # Refused before the body is read at all.
-        return _reject(SamlError(f"The POST body is {request.content_length} bytes, larger than any sign-in",
-                                 capture=Capture()), reference, provider)
+        return reject(SamlError(f"The POST body is {request.content_length} bytes, larger than any sign-in",
+                                capture=Capture()))
     try:
         outcome = consume_response(sp, request.form.get("SAMLResponse"), request.form.get("RelayState"),
-                                   reference=reference, remote_addr=client_address(), provider=provider)
+                                   reference=reference, remote_addr=address, provider=provider)
     except SamlError as error:
-        return _reject(error, reference, provider)
+        return reject(error)
     except Exception as error:  # whatever a hostile document does to a parser: a refusal, not a 500
         current_app.logger.exception("SAML Response check failed unexpectedly [%s]", reference)
-        return _reject(SamlError(f"The Response could not be checked ({type(error).__name__})"), reference, provider)
+        return reject(SamlError(f"The Response could not be checked ({type(error).__name__})"))
 
     if isinstance(outcome, RestartLogin):
         record_restart(outcome.capture, reference, provider)
@@ -152,11 +157,10 @@ def _refusal_key(address: str | None) -> str:
     return f"saml-acs:{address or 'unknown'}"
 
 
-def _reject(error: SamlError, reference: str, provider):
+def _reject(error: SamlError, reference: str, provider, refusals: str, window: int):
     db.session.rollback()
     record_rejection(error, reference, provider)
-    LoginFailure.add(_refusal_key(client_address()),
-                     keep_seconds=current_app.config.get("SAML_REFUSAL_WINDOW_SECONDS", 60))
+    LoginFailure.add(refusals, keep_seconds=window)  # counted toward the address's limit
     db.session.commit()
     current_app.logger.info("SAML sign-in refused [%s]: %s", reference, error.reason)
     if error.capture.purpose == "test":

@@ -81,8 +81,9 @@ def _check_length(attr: Attr, value: str, where: str) -> None:
     """Refuse what Lobby cannot store whole: never cut short, and never a database error."""
     if len(value) > attr.max_length:
         raise InvalidValue(f"{where} is {len(value)} characters long; Lobby stores at most {attr.max_length}.")
-    if attr.keyed and len(fold(value)) > attr.max_length:
-        raise InvalidValue(f"{where} is {len(fold(value))} characters long once case is folded (as Lobby compares "
+    folded = len(fold(value)) if attr.keyed else 0
+    if folded > attr.max_length:
+        raise InvalidValue(f"{where} is {folded} characters long once case is folded (as Lobby compares "
                            f"it); Lobby stores at most {attr.max_length}.")
 
 
