@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scim_bench.py [--database-url sqlite --database-url postgresql://postgres@127.0.0.1:5432/lobby_bench]
                                          [--users 10000] [--seconds 10] [--pairs 3] [--pushes 3] [--clients 4]
+                                         [--client raw | --client http.client]
                                          [--worker-class sync --workers 4 | --worker-class gthread --workers 2 --threads 4]
                                          [--heading "## SCIM"] [--no-write]
 
@@ -9,7 +10,9 @@ The database named by --database-url is EMPTIED (its public schema is dropped), 
 migrated and filled: 10,000 users, a group of 100 members and one of 5,000. Two gunicorn
 servers run on 127.0.0.1 with the same settings: Lobby, and bench/trivial_app.py. By default
 they run as the README's production command runs Lobby: 4 sync workers, one request per
-connection. Then:
+connection. The client processes build their requests by hand on a bare socket (--client
+raw, the default), so that they take as little as they can of the CPUs the servers need;
+--client http.client sends the same requests through Python's http.client. Then:
 
 1. lookup: ``GET /Users?filter=userName eq "<random user>"`` from --clients processes for
    --seconds, against ``GET /ping`` on the trivial app the same way (throughput, p50, p99),
@@ -158,37 +161,114 @@ def worker_rss_mb(master_pid: int) -> list[float]:
 
 # --- load -----------------------------------------------------------------------------------
 
+class RawConnection:
+    """HTTP/1.1 over a bare socket: the request's bytes are built by hand and only the status,
+    Content-Length and Connection headers of the answer are read.
+
+    The clients share the two CPUs with the servers they measure; ``http.client`` spends about
+    twice this one's CPU per request (header objects, e-mail-style header parsing), time the
+    servers then lack. A real IdP sends from elsewhere, so the cheaper client is the truer one.
+    A server that says ``Connection: close`` (a sync worker) gets a new connection per request."""
+
+    def __init__(self, port: int, headers: dict):
+        self.port = port
+        self.headers = "".join(f"{name}: {value}\r\n" for name, value in
+                               {"Host": f"127.0.0.1:{port}", **headers}.items()).encode()
+        self.sock: socket.socket | None = None
+        self.pending = b""
+
+    def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+            self.pending = b""
+        length = b"Content-Length: %d\r\n" % len(body) if body or method in ("POST", "PUT", "PATCH") else b""
+        self.sock.sendall(b"%s %s HTTP/1.1\r\n%s%s\r\n%s" % (method.encode(), path.encode(), self.headers,
+                                                                length, body))
+        data = self.pending
+        while b"\r\n\r\n" not in data:
+            data += self._receive()
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status, size, close = int(lines[0][9:12]), None, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                size = int(value)
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
+        if size is None:
+            raise RuntimeError(f"{method} {path}: the answer has no Content-Length")
+        while len(rest) < size:
+            rest += self._receive()
+        self.pending = rest[size:]
+        if close:
+            self.close()
+        return status, rest[:size]
+
+    def _receive(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection mid-answer")
+        return chunk
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class StdlibConnection:
+    """The same requests through ``http.client`` (``--client http.client``), for comparison."""
+
+    def __init__(self, port: int, headers: dict):
+        self.port, self.headers = port, headers
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        self.connection.request(method, path, body=body or None, headers=self.headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        if response.getheader("Connection", "").lower() == "close":
+            self.close()
+        return response.status, data
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+CONNECTIONS = {"raw": RawConnection, "http.client": StdlibConnection}
+CLIENT_WORDS = {"raw": "requests built by hand on a bare socket, the least CPU a client can take from the servers",
+                "http.client": "requests sent through Python's http.client"}
+
+
 def _hammer(args) -> list[float]:
-    """One client process: keep-alive requests until the deadline; returns latencies (ms)."""
-    port, paths, headers, deadline, seed = args
+    """One client process: requests until the deadline (keep-alive where the server keeps the
+    connection open); returns latencies (ms)."""
+    port, paths, headers, deadline, seed, kind = args
     rng = random.Random(seed)
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection = CONNECTIONS[kind](port, headers)
     latencies = []
     while time.time() < deadline:
         path = rng.choice(paths)
         started = time.perf_counter()
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"GET {path}: {response.status}")
+        status, _data = connection.request("GET", path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status}")
         latencies.append((time.perf_counter() - started) * 1000)
-        if response.getheader("Connection", "").lower() == "close":
-            connection.close()
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.close()
     return latencies
 
 
-def throughput(port: int, paths: list[str], headers: dict, seconds: float, clients: int) -> dict:
+def throughput(port: int, paths: list[str], headers: dict, seconds: float, clients: int, kind: str) -> dict:
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         # Warm up every worker first, from all clients at once (a worker may still be importing
         # the app when the port opens; a single client reaches only one worker).
         warm_until = time.time() + 2.0
-        pool.map(_hammer, [(port, paths, headers, warm_until, -1 - seed) for seed in range(clients)])
+        pool.map(_hammer, [(port, paths, headers, warm_until, -1 - seed, kind) for seed in range(clients)])
         deadline = time.time() + seconds
         started = time.time()
-        parts = pool.map(_hammer, [(port, paths, headers, deadline, seed) for seed in range(clients)])
+        parts = pool.map(_hammer, [(port, paths, headers, deadline, seed, kind) for seed in range(clients)])
         elapsed = time.time() - started
     latencies = sorted(x for part in parts for x in part)
     return {"requests": len(latencies), "rps": len(latencies) / elapsed,
@@ -196,21 +276,17 @@ def throughput(port: int, paths: list[str], headers: dict, seconds: float, clien
 
 
 class Client:
-    def __init__(self, port: int, token: str):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json",
-                        "Accept": "application/scim+json"}
+    def __init__(self, port: int, token: str, kind: str):
+        self.connection = CONNECTIONS[kind](port, {
+            "Authorization": f"Bearer {token}", "Content-Type": "application/scim+json",
+            "Accept": "application/scim+json"})
 
     def send(self, method: str, path: str, body=None) -> tuple[int, bytes]:
-        self.connection.request(method, PREFIX + path, body=json.dumps(body) if body is not None else None,
-                                headers=self.headers)
-        response = self.connection.getresponse()
-        data = response.read()
-        return response.status, data
+        return self.connection.request(method, PREFIX + path, json.dumps(body).encode() if body is not None else b"")
 
 
-def add_member_timings(port: int, token: str, group_id: str, users: list[str], query: str) -> float:
-    client = Client(port, token)
+def add_member_timings(port: int, token: str, group_id: str, users: list[str], query: str, kind: str) -> float:
+    client = Client(port, token, kind)
     timings = []
     for index, user_id in enumerate(users):
         body = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}]}
@@ -224,8 +300,8 @@ def add_member_timings(port: int, token: str, group_id: str, users: list[str], q
 
 
 def _push_users(args) -> list[str]:
-    port, token, names = args
-    client = Client(port, token)
+    port, token, names, kind = args
+    client = Client(port, token, kind)
     ids = []
     for name in names:
         status, data = client.send("POST", "/Users", {
@@ -239,8 +315,8 @@ def _push_users(args) -> list[str]:
 
 
 def _push_groups(args) -> int:
-    port, token, groups = args
-    client = Client(port, token)
+    port, token, groups, kind = args
+    client = Client(port, token, kind)
     requests_made = 0
     for name, member_ids in groups:
         status, data = client.send("POST", "/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
@@ -259,17 +335,17 @@ def _push_groups(args) -> int:
     return requests_made
 
 
-def initial_push(port: int, token: str, clients: int, users: int = 2000, groups: int = 50) -> dict:
+def initial_push(port: int, token: str, clients: int, kind: str, users: int = 2000, groups: int = 50) -> dict:
     run = uuid.uuid4().hex[:6]
     names = [f"push-{run}-{i:04d}@example.com" for i in range(users)]
     chunks = [names[i::clients] for i in range(clients)]
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         started = time.perf_counter()
-        ids = [i for part in pool.map(_push_users, [(port, token, chunk) for chunk in chunks]) for i in part]
+        ids = [i for part in pool.map(_push_users, [(port, token, chunk, kind) for chunk in chunks]) for i in part]
         users_done = time.perf_counter()
         plan = [(f"Push {run} {g:02d}", ids[g::groups]) for g in range(groups)]
         group_chunks = [plan[i::clients] for i in range(clients)]
-        member_requests = sum(pool.map(_push_groups, [(port, token, chunk) for chunk in group_chunks]))
+        member_requests = sum(pool.map(_push_groups, [(port, token, chunk, kind) for chunk in group_chunks]))
         finished = time.perf_counter()
     return {"seconds": finished - started, "users_seconds": users_done - started,
             "groups_seconds": finished - users_done, "requests": users + member_requests}
@@ -289,7 +365,7 @@ def run(args) -> dict:
     trivial = start_gunicorn("bench.trivial_app:app", trivial_port, args.workers, args.threads, env, args.worker_class)
     result = {"backend": "PostgreSQL" if url.startswith("postgres") else "SQLite", "users": args.users,
               "worker_class": args.worker_class, "workers": args.workers, "threads": args.threads,
-              "clients": args.clients, "seconds": args.seconds,
+              "clients": args.clients, "client": args.client, "seconds": args.seconds,
               "pairs": args.pairs,
               # Other work on the machine skews every figure; say how busy it was.
               "load_before": os.getloadavg()[0]}
@@ -303,8 +379,8 @@ def run(args) -> dict:
         # each keep-alive client lands on is left to chance), so one pair alone can mislead.
         pairs = []
         for _ in range(args.pairs):
-            pairs.append((throughput(lobby_port, paths, headers, args.seconds, args.clients),
-                          throughput(trivial_port, ["/ping"], {}, args.seconds, args.clients)))
+            pairs.append((throughput(lobby_port, paths, headers, args.seconds, args.clients, args.client),
+                          throughput(trivial_port, ["/ping"], {}, args.seconds, args.clients, args.client)))
         ratios = sorted(lookup["rps"] / trivial["rps"] for lookup, trivial in pairs)
         result["ratios"] = [lookup["rps"] / trivial["rps"] for lookup, trivial in pairs]
         result["ratio"] = ratios[len(ratios) // 2]
@@ -314,8 +390,8 @@ def run(args) -> dict:
         print("add one member ...", flush=True)
         spare = data["spare_users"]
         for label, query in (("excluded", "?excludedAttributes=members"), ("full", "")):
-            small = add_member_timings(lobby_port, data["token"], data["groups"]["Hundred"], spare[:105], query)
-            large = add_member_timings(lobby_port, data["token"], data["groups"]["Five thousand"], spare[:105], query)
+            small = add_member_timings(lobby_port, data["token"], data["groups"]["Hundred"], spare[:105], query, args.client)
+            large = add_member_timings(lobby_port, data["token"], data["groups"]["Five thousand"], spare[:105], query, args.client)
             result[f"add_{label}"] = {"at_100": small, "at_5000": large}
             spare = spare[105:]
             # the next pass adds other users
@@ -323,7 +399,7 @@ def run(args) -> dict:
 
         print("initial push ...", flush=True)
         # One push is one sample of a noisy machine: several, each with its own users and groups.
-        pushes = [initial_push(lobby_port, data["token"], args.clients) for _ in range(args.pushes)]
+        pushes = [initial_push(lobby_port, data["token"], args.clients, args.client) for _ in range(args.pushes)]
         result["pushes"] = [push["seconds"] for push in pushes]
         result["push"] = sorted(pushes, key=lambda push: push["seconds"])[len(pushes) // 2]
         result["rss"] = worker_rss_mb(lobby.pid)
@@ -379,7 +455,8 @@ def write_section(results: list[dict], path: Path, heading: str = HEADING) -> No
         "",
         f"`bench/scim_bench.py` on {' and '.join(backends)} with {first['users']:,} users: gunicorn on 127.0.0.1, "
         f"{serving(first)}, driven by "
-        f"{first['clients']} client processes on the same {os.cpu_count()}-CPU machine for {first['seconds']} s "
+        f"{first['clients']} client processes on the same {os.cpu_count()}-CPU machine "
+        f"({CLIENT_WORDS[first.get('client', 'http.client')]}) for {first['seconds']} s "
         "per measurement, after 2 s of warm-up from every client. The yardstick is `bench/trivial_app.py` (one "
         "route returning a small JSON object) under the same gunicorn settings, measured right after the lookup, "
         f"in {first.get('pairs', 1)} alternating lookup/trivial pairs: the lookup row gives the median pair's ratio "
@@ -434,6 +511,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="alternating lookup/trivial measurements")
     parser.add_argument("--pushes", type=int, default=3, help="initial pushes, each with new users and groups")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--client", choices=sorted(CONNECTIONS), default="raw",
+                        help="how the client processes speak HTTP: hand-built requests on a bare socket (the "
+                             "default; the least CPU taken from the servers) or Python's http.client")
     parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync",
                         help="gunicorn's worker class, for Lobby and the trivial endpoint alike")
     parser.add_argument("--workers", type=int, default=4)
