@@ -36,12 +36,13 @@ def create_app(config: Config | None = None) -> Flask:
         app.logger.setLevel(logging.INFO)
 
     from blueprints import csrf, login_manager, migrate
-    from models import db, direct, install_idle_ping
+    from models import db, direct, install_idle_ping, install_sqlite_synchronous
 
     db.init_app(app)
     direct.init_app(app)
     with app.app_context():  # the engine object only: no connection is made here
         install_idle_ping(db.engine)
+        install_sqlite_synchronous(db.engine, app.config.get("SQLITE_SYNCHRONOUS", "FULL"))
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
     from blueprints.security import refuse_nul_characters, refuse_undecodable_query
     app.before_request(refuse_undecodable_query)  # first of all hooks: before anything reads the query

@@ -6,6 +6,7 @@ refuses to start until ``SECRET_KEY`` and ``BASE_URL`` are set.
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from pathlib import Path
@@ -50,6 +51,22 @@ def _flag(name: str, default: bool = False) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _number(env, name: str, default, whole: bool = True):
+    """A numeric setting, 0 or more: a whole number, or (``whole=False``) seconds with fractions.
+    Blank means the default; anything else stops Lobby with the setting's name."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    what = "a whole number" if whole else "a number of seconds"
+    try:
+        value = int(raw.strip()) if whole else float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be {what}, 0 or more, got {raw!r}")
+    return value
+
+
 class Config:
     """Settings for a running Lobby; built from ``os.environ`` at app creation."""
 
@@ -80,7 +97,14 @@ class Config:
         if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
             # How long a writer waits for SQLite's lock before giving up (then: 503, not a traceback).
             self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] = {
-                "timeout": float(env.get("SQLITE_BUSY_TIMEOUT_SECONDS", 30))}
+                "timeout": _number(env, "SQLITE_BUSY_TIMEOUT_SECONDS", 30.0, whole=False)}
+        # When a SQLite commit reaches the disk. FULL: at every commit, so a change Lobby has answered
+        # as done (a user an IdP created, say) survives a power cut. NORMAL: at checkpoints only; the
+        # file never corrupts, but the last commits before a power cut or OS crash can be lost.
+        raw_level = env.get("SQLITE_SYNCHRONOUS") or "FULL"
+        self.SQLITE_SYNCHRONOUS = raw_level.strip().upper()
+        if self.SQLITE_SYNCHRONOUS not in ("FULL", "NORMAL"):
+            raise ConfigError(f"SQLITE_SYNCHRONOUS must be FULL or NORMAL, got {raw_level!r}")
 
         https = self.BASE_URL.startswith("https://")
         # Over https the "__Host-" prefix makes browsers refuse the cookie unless this host set it
@@ -94,28 +118,28 @@ class Config:
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SECURE = https
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
-        self.PERMANENT_SESSION_LIFETIME = int(env.get("SESSION_LIFETIME_SECONDS", 12 * 3600))
+        self.PERMANENT_SESSION_LIFETIME = _number(env, "SESSION_LIFETIME_SECONDS", 12 * 3600)
         self.PREFERRED_URL_SCHEME = "https" if https else "http"
 
         self.WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
         self.WTF_CSRF_SSL_STRICT = False  # the IdP's cross-site POST carries no Referer we control
-        self.MAX_CONTENT_LENGTH = int(env.get("MAX_CONTENT_LENGTH", 2 * 1024 * 1024))
+        self.MAX_CONTENT_LENGTH = _number(env, "MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
 
         # Password sign-in throttling: failures allowed per window, per account and per address.
-        self.LOGIN_MAX_FAILURES_PER_ACCOUNT = int(env.get("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5))
-        self.LOGIN_MAX_FAILURES_PER_ADDRESS = int(env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", 20))
-        self.LOGIN_THROTTLE_WINDOW_SECONDS = int(env.get("LOGIN_THROTTLE_WINDOW_SECONDS", 900))
+        self.LOGIN_MAX_FAILURES_PER_ACCOUNT = _number(env, "LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
+        self.LOGIN_MAX_FAILURES_PER_ADDRESS = _number(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+        self.LOGIN_THROTTLE_WINDOW_SECONDS = _number(env, "LOGIN_THROTTLE_WINDOW_SECONDS", 900)
         # SAML Responses refused per client address per window before the ACS stops reading them (0: never).
-        self.SAML_MAX_REFUSALS_PER_ADDRESS = int(env.get("SAML_MAX_REFUSALS_PER_ADDRESS", 30))
-        self.SAML_REFUSAL_WINDOW_SECONDS = int(env.get("SAML_REFUSAL_WINDOW_SECONDS", 60))
+        self.SAML_MAX_REFUSALS_PER_ADDRESS = _number(env, "SAML_MAX_REFUSALS_PER_ADDRESS", 30)
+        self.SAML_REFUSAL_WINDOW_SECONDS = _number(env, "SAML_REFUSAL_WINDOW_SECONDS", 60)
         # Trust X-Forwarded-For from this many proxies (0: use the socket address).
-        self.TRUSTED_PROXIES = int(env.get("TRUSTED_PROXIES", 0))
+        self.TRUSTED_PROXIES = _number(env, "TRUSTED_PROXIES", 0)
 
-        self.SCIM_RATE_LIMIT_PER_MINUTE = int(env.get("SCIM_RATE_LIMIT_PER_MINUTE", 6000))
+        self.SCIM_RATE_LIMIT_PER_MINUTE = _number(env, "SCIM_RATE_LIMIT_PER_MINUTE", 6000)
         # SCIM request-log rows are written in batches: at most this many seconds late (0: each at once) ...
-        self.SCIM_LOG_FLUSH_SECONDS = float(env.get("SCIM_LOG_FLUSH_SECONDS", 1.0))
+        self.SCIM_LOG_FLUSH_SECONDS = _number(env, "SCIM_LOG_FLUSH_SECONDS", 1.0, whole=False)
         # ... or when this many are waiting. A failed request's row is written at once.
-        self.SCIM_LOG_BATCH = int(env.get("SCIM_LOG_BATCH", 200))
+        self.SCIM_LOG_BATCH = _number(env, "SCIM_LOG_BATCH", 200)
         self.PASSWORD_HASH_METHOD = "scrypt"
         self.TESTING = _flag("LOBBY_TESTING")
 

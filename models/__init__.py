@@ -76,7 +76,8 @@ def _unicode_lower(value):
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
-    """WAL and foreign keys on every SQLite connection (the busy timeout is set by ``config.py``).
+    """WAL and foreign keys on every SQLite connection (the busy timeout is set by ``config.py``,
+    ``PRAGMA synchronous`` by ``install_sqlite_synchronous`` for the app's engine).
 
     The driver's own transaction handling is switched off so that ``BEGIN
     IMMEDIATE`` (below) takes the write lock up front: a deferred transaction
@@ -95,7 +96,6 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
@@ -202,6 +202,21 @@ def _column_plan(table) -> tuple:
     return plan
 
 
+def install_sqlite_synchronous(engine, level: str) -> None:
+    """Set ``PRAGMA synchronous`` (``SQLITE_SYNCHRONOUS``: FULL or NORMAL) on each new connection of
+    this SQLite engine. Other engines keep SQLite's own default, FULL."""
+    if engine.dialect.name != "sqlite":
+        return
+    if level not in ("FULL", "NORMAL"):  # checked by config.py; never put anything else into the SQL
+        raise ValueError(f"SQLITE_SYNCHRONOUS must be FULL or NORMAL, got {level!r}")
+
+    @event.listens_for(engine, "connect")
+    def _synchronous(dbapi_connection, record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA synchronous={level}")
+        cursor.close()
+
+
 IDLE_PING_SECONDS = 5.0
 
 
@@ -243,7 +258,8 @@ from .flight import SamlResponseLog, ScimRequestLog  # noqa: E402
 from . import direct  # noqa: E402  (uses db)
 
 __all__ = [
-    "db", "utcnow", "new_id", "reads_only", "will_write", "install_idle_ping", "insert_new", "write_new",
+    "db", "utcnow", "new_id", "reads_only", "will_write", "install_idle_ping", "install_sqlite_synchronous",
+    "insert_new", "write_new",
     "SQLITE_LOWER",
     "User", "UserEmail", "Group", "Membership", "Identity", "Setting", "settings",
     "ScimToken", "AuditEvent", "record_event", "SamlOutstandingRequest", "SamlPendingSignIn", "SamlSeenAssertion",

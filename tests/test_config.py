@@ -65,3 +65,50 @@ def test_database_urls_use_psycopg3(given, expected):
 def test_creating_the_app_touches_no_database(tmp_path):
     create_app(TestConfig(f"sqlite:///{tmp_path / 'never.db'}", str(tmp_path)))
     assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.parametrize("name, raw, words", [
+    ("SCIM_LOG_BATCH", "abc", "must be a whole number"),
+    ("MAX_CONTENT_LENGTH", "2MB", "must be a whole number"),
+    ("SAML_MAX_REFUSALS_PER_ADDRESS", "1.5", "must be a whole number"),
+    ("TRUSTED_PROXIES", "-1", "must be a whole number, 0 or more"),
+    ("SCIM_LOG_FLUSH_SECONDS", "soon", "must be a number of seconds"),
+    ("SQLITE_BUSY_TIMEOUT_SECONDS", "nan", "a number of seconds, 0 or more"),
+    ("SQLITE_BUSY_TIMEOUT_SECONDS", "-5", "0 or more"),
+    ("SQLITE_SYNCHRONOUS", "OFF", "must be FULL or NORMAL"),
+])
+def test_a_setting_that_is_not_a_valid_value_stops_lobby_with_its_name(tmp_path, name, raw, words):
+    with pytest.raises(ConfigError) as error:
+        Config({"LOBBY_INSTANCE_PATH": str(tmp_path), name: raw})
+    assert name in str(error.value) and words in str(error.value) and repr(raw) in str(error.value)
+
+
+def test_numeric_settings_are_read_and_blank_means_the_default(tmp_path):
+    config = Config({"LOBBY_INSTANCE_PATH": str(tmp_path), "SCIM_LOG_BATCH": " 50 ", "SCIM_LOG_FLUSH_SECONDS": "0.25",
+                     "TRUSTED_PROXIES": ""})
+    assert (config.SCIM_LOG_BATCH, config.SCIM_LOG_FLUSH_SECONDS, config.TRUSTED_PROXIES) == (50, 0.25, 0)
+
+
+@pytest.mark.parametrize("given, level, pragma", [(None, "FULL", 2), ("normal", "NORMAL", 1), ("FULL", "FULL", 2)])
+def test_sqlite_commits_reach_the_disk_at_every_commit_unless_told_otherwise(tmp_path, given, level, pragma):
+    from sqlalchemy import text
+
+    from models import db
+    environ = {"LOBBY_INSTANCE_PATH": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'lobby.db'}"}
+    if given is not None:
+        environ["SQLITE_SYNCHRONOUS"] = given
+    config = Config(environ)
+    assert config.SQLITE_SYNCHRONOUS == level
+    app = create_app(config)
+    with app.app_context():
+        # Every connection the pool opens, not only the first one.
+        first, second = db.engine.raw_connection(), db.engine.raw_connection()
+        try:
+            assert [c.cursor().execute("PRAGMA synchronous").fetchone()[0] for c in (first, second)] == [pragma] * 2
+            assert first.cursor().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert db.session.execute(text("PRAGMA synchronous")).scalar() == pragma
+        finally:
+            first.close()
+            second.close()
+            db.session.remove()
+        db.engine.dispose()
