@@ -101,8 +101,8 @@ class Config:
         # When a SQLite commit reaches the disk. FULL: at every commit, so a change Lobby has answered
         # as done (a user an IdP created, say) survives a power cut. NORMAL: at checkpoints only; the
         # file never corrupts, but the last commits before a power cut or OS crash can be lost.
-        raw_level = env.get("SQLITE_SYNCHRONOUS") or "FULL"
-        self.SQLITE_SYNCHRONOUS = raw_level.strip().upper()
+        raw_level = env.get("SQLITE_SYNCHRONOUS") or ""
+        self.SQLITE_SYNCHRONOUS = raw_level.strip().upper() or "FULL"  # blank means the default
         if self.SQLITE_SYNCHRONOUS not in ("FULL", "NORMAL"):
             raise ConfigError(f"SQLITE_SYNCHRONOUS must be FULL or NORMAL, got {raw_level!r}")
 

@@ -89,7 +89,8 @@ def test_numeric_settings_are_read_and_blank_means_the_default(tmp_path):
     assert (config.SCIM_LOG_BATCH, config.SCIM_LOG_FLUSH_SECONDS, config.TRUSTED_PROXIES) == (50, 0.25, 0)
 
 
-@pytest.mark.parametrize("given, level, pragma", [(None, "FULL", 2), ("normal", "NORMAL", 1), ("FULL", "FULL", 2)])
+@pytest.mark.parametrize("given, level, pragma", [(None, "FULL", 2), ("normal", "NORMAL", 1), ("FULL", "FULL", 2),
+                                                  (" ", "FULL", 2)])
 def test_sqlite_commits_reach_the_disk_at_every_commit_unless_told_otherwise(tmp_path, given, level, pragma):
     from sqlalchemy import text
 
