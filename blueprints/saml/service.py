@@ -738,22 +738,18 @@ def map_attributes(attribute_map: dict, attributes: dict[str, list[str]]) -> dic
     return mapped
 
 
-def _column_limit(column) -> int:
-    return column.type.length
-
-
 # What each mapped field is stored in: a value longer than its column cannot be kept whole.
-_FIELD_LIMITS = {name: _column_limit(User.__table__.c[name]) for name in ("user_name", *PROFILE_FIELDS)}
-_FIELD_LIMITS["email"] = _column_limit(UserEmail.__table__.c.value)
+_FIELD_LIMITS = {name: User.__table__.c[name].type.length for name in ("user_name", *PROFILE_FIELDS)}
+_FIELD_LIMITS["email"] = UserEmail.__table__.c.value.type.length
+_NAME_ID_LIMIT = Identity.__table__.c.identifier.type.length
 
 
 def _refuse_or_skip_overlong(provider: Provider, mapped: dict, capture: Capture, fail) -> None:
     """A sign-in name too long to store (or to compare: names are compared folded) refuses the
     Response, saying so; a profile field too long is left as it was, and the flight recorder says why.
     Nothing is cut short."""
-    limit = _column_limit(Identity.__table__.c.identifier)
-    if capture.name_id and len(capture.name_id) > limit:
-        fail(f"The NameID is {len(capture.name_id)} characters long; Lobby stores at most {limit}",
+    if capture.name_id and len(capture.name_id) > _NAME_ID_LIMIT:
+        fail(f"The NameID is {len(capture.name_id)} characters long; Lobby stores at most {_NAME_ID_LIMIT}",
              kind="no_account")
     for name, value in list(mapped.items()):
         limit = _FIELD_LIMITS.get(name)
